@@ -1,0 +1,14 @@
+"""The `edgevit` command: a thin Typer CLI, one module per command group."""
+from __future__ import annotations
+
+from edgevit.cli.app import app
+
+# Each module adds its commands to `app` on import.
+from edgevit.cli import models  # noqa: E402,F401  isort: skip
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,59 @@
+"""The Typer app and the one place that turns errors into a red one-line message and an exit code."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from edgevit.errors import EdgeVitError
+
+console = Console()
+err_console = Console(stderr=True)
+
+INTERNAL_ERROR_EXIT = 3
+
+
+class _EdgeVitGroup(TyperGroup):
+    """Runs a command; EdgeVitError -> one red line and its exit code, tracebacks only with EDGEVIT_DEBUG=1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except EdgeVitError as exc:
+            if os.environ.get("EDGEVIT_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[red]interrupted[/]")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # a bug: say so in one line, keep the traceback for EDGEVIT_DEBUG=1
+            if os.environ.get("EDGEVIT_DEBUG"):
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {_one_line(exc)} "
+                "(rerun with EDGEVIT_DEBUG=1 for the traceback)",
+                highlight=False,
+            )
+            raise typer.Exit(INTERNAL_ERROR_EXIT) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+app = typer.Typer(
+    cls=_EdgeVitGroup,
+    name="edgevit",
+    help="Efficient vision transformers: checkpoint -> deploy form -> verified edge artifact -> benchmark.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)

@@ -1,0 +1,51 @@
+"""User-facing errors: the CLI prints these as one red line and exits non-zero; bugs stay ordinary exceptions."""
+from __future__ import annotations
+
+
+class EdgeVitError(Exception):
+    """Base of every error a user can cause and fix; `exit_code` is what the CLI returns."""
+
+    exit_code: int = 1
+
+
+class UnknownModelError(EdgeVitError, KeyError):
+    """A model name that is not registered (the message carries a did-you-mean suggestion)."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(EdgeVitError):
+    """A checkpoint that cannot be read, or whose keys/shapes do not match the model."""
+
+    exit_code = 2
+
+
+class ConfigError(EdgeVitError):
+    """Invalid options or files: device profiles, suites, sizes, precisions."""
+
+    exit_code = 2
+
+
+class ExportError(EdgeVitError):
+    """An export that failed or produced an artifact that did not verify."""
+
+
+class UnavailableError(EdgeVitError):
+    """A target or runtime whose package or hardware is missing here; the message names the fix."""
+
+
+class CalibrationError(EdgeVitError):
+    """Calibration data that is missing, empty, unreadable or too small."""
+
+    exit_code = 2
+
+
+class VerificationError(EdgeVitError):
+    """An artifact whose outputs do not match the PyTorch reference within its bound."""
+
+
+class RegressionError(EdgeVitError):
+    """The latency gate found a regression."""
