@@ -72,6 +72,8 @@ class Target:
     presets: tuple[str, ...] = ()
     dynamic_batch: bool = True
     notes: str = ""
+    # static facts about an artifact without running it: node count, op histogram, I/O shapes
+    inspect: Callable[[Path], dict[str, Any]] | None = None
 
 
 _TARGETS: dict[str, Target] = {}
