@@ -5,6 +5,7 @@ from edgevit.cli.app import app
 
 # Each module adds its commands to `app` on import.
 from edgevit.cli import models  # noqa: E402,F401  isort: skip
+from edgevit.cli import export, verify  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:

@@ -12,6 +12,9 @@ from edgevit.runtimes.base import (
     runtimes,
 )
 
+# Each runner module registers itself on import (its runtime package is imported lazily).
+from edgevit.runtimes import onnxruntime  # noqa: E402,F401  isort: skip
+
 __all__ = [
     "Availability", "Runner", "RuntimeSpec", "get_runtime", "open_runner", "probe_module",
     "register_runtime", "runtimes",

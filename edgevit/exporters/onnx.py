@@ -1,0 +1,219 @@
+"""The `onnx` target: fp32 through the dynamo exporter, fp16 with float32 I/O and LayerNorm kept fp32,
+int8 through ONNX Runtime static QDQ (`edgevit.quantize.onnx_static`).
+
+The dynamo exporter is the default because it is the better base for ORT and for QDQ (FIELD_NOTES);
+`options={"exporter": "torchscript"}` selects the TorchScript-based exporter. Both can silently fix
+the batch to 1 when a dynamic batch was asked for, so the exported input shape is always checked.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import logging
+import tempfile
+from collections.abc import Iterator
+import warnings
+from pathlib import Path
+from typing import Any
+
+from edgevit.errors import ExportError
+from edgevit.exporters.targets import ExportRequest, ExportResult, Target, register_target
+
+DEFAULT_OPSET = 18  # the dynamo exporter's floor; gives LayerNormalization (17+) as one node
+EXPORTERS = ("dynamo", "torchscript")
+# Kept in fp32 by the fp16 conversion: LayerNorm and the ops of a decomposed LayerNorm overflow or
+# lose precision in fp16 (NVIDIA/TensorRT#2564); Softmax's exp is range-sensitive too.
+FP16_KEEP_FP32 = ("LayerNormalization", "ReduceMean", "Pow", "Sqrt", "Softmax", "Erf")
+
+
+def _export_fp32(req: ExportRequest, path: Path) -> dict[str, Any]:
+    """Export the deploy-form model to an fp32 ONNX file (single file, no external data)."""
+    import onnx
+    import torch
+
+    engine = str(req.options.get("exporter", "dynamo"))
+    if engine not in EXPORTERS:
+        raise ExportError(f"unknown ONNX exporter {engine!r}; choose one of: {', '.join(EXPORTERS)}")
+    opset = req.opset or (DEFAULT_OPSET if engine == "dynamo" else 17)
+    names = {"input_names": ["input"], "output_names": ["logits"], "opset_version": opset}
+    try:
+        with warnings.catch_warnings(), _quiet_torch_logs():
+            warnings.simplefilter("ignore")
+            if engine == "dynamo":
+                dyn = ({0: torch.export.Dim("batch", max=4096)},) if req.dynamic_batch else None
+                prog = torch.onnx.export(
+                    req.model, (req.example,), dynamo=True, dynamic_shapes=dyn, optimize=True,
+                    verbose=False, **names,
+                )
+                proto = prog.model_proto
+            else:
+                axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if req.dynamic_batch else None
+                with tempfile.TemporaryDirectory(prefix="edgevit-ts-") as tmp:
+                    f = Path(tmp) / "m.onnx"
+                    torch.onnx.export(req.model, (req.example,), str(f), dynamo=False, dynamic_axes=axes,
+                                      do_constant_folding=True, **names)
+                    proto = onnx.load(str(f))
+    except ExportError:
+        raise
+    except Exception as exc:
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise ExportError(f"ONNX export ({engine}) failed: {first}") from None
+    _check_batch(proto, req)
+    meta: dict[str, Any] = {"exporter": engine, "opset": opset}
+    if req.simplify:
+        proto, meta["simplify"] = _simplify(proto)
+    onnx.save(proto, str(path))
+    return meta
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs() -> Iterator[None]:
+    """The dynamo exporter logs progress and 'torchvision is not installed' warnings; scoped silence."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def _check_batch(proto: Any, req: ExportRequest) -> None:
+    """Exporters silently fix the batch (FIELD_NOTES): the input's first dim must be what was asked."""
+    dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    if req.dynamic_batch and not dim.dim_param:
+        raise ExportError(
+            f"{req.model_name}: the exporter fixed the batch to {dim.dim_value} although a dynamic batch "
+            "was asked for (the model derives sizes from the batch); export a fixed --batch instead"
+        )
+    if not req.dynamic_batch and dim.dim_value != req.batch:
+        raise ExportError(f"exported batch is {dim.dim_value or dim.dim_param}, expected {req.batch}")
+
+
+def _simplify(proto: Any) -> tuple[Any, str]:
+    """onnxslim: fewer nodes, same function; skipped (and said so) if it fails. It does not change ORT
+    latency by itself (FIELD_NOTES), but it gives smaller graphs to other runtimes."""
+    try:
+        import onnxslim
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            before = len(proto.graph.node)
+            slim = onnxslim.slim(proto)
+        return slim, f"onnxslim {before} -> {len(slim.graph.node)} nodes"
+    except Exception as exc:  # a simplifier bug must not block an export that is correct without it
+        return proto, f"skipped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def _to_fp16(src: Path, dst: Path, keep: tuple[str, ...]) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load(str(src))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        half = convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(keep)
+        )
+    onnx.save(half, str(dst))
+
+
+def _set_metadata(path: Path, req: ExportRequest, extra: dict[str, Any]) -> None:
+    """Preprocessing and provenance in `metadata_props`, where any ONNX consumer can read them."""
+    import onnx
+
+    from edgevit import __version__
+
+    model = onnx.load(str(path))
+    props = {
+        "edgevit.version": __version__,
+        "model": req.model_name,
+        "precision": req.precision,
+        "input": "input: float32 NCHW RGB, pixels/255 then (x - mean) / std",
+        "img_size": str(req.img_size),
+        "batch": "dynamic" if req.dynamic_batch else str(req.batch),
+        "mean": ",".join(f"{v:g}" for v in req.mean),
+        "std": ",".join(f"{v:g}" for v in req.std),
+        **{k: str(v) for k, v in extra.items()},
+    }
+    del model.metadata_props[:]
+    for k, v in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    model.producer_name = "edgevit"
+    model.producer_version = __version__
+    onnx.save(model, str(path))
+
+
+def export_onnx(req: ExportRequest) -> ExportResult:
+    """Exporter contract: write `req.output` (a temporary name owned by the pipeline), return facts."""
+    from edgevit.quantize.onnx_static import quantize_onnx
+
+    out = Path(req.output)
+    meta: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="edgevit-onnx-") as tmp:
+        fp32 = out if req.precision == "fp32" else Path(tmp) / "fp32.onnx"
+        meta.update(_export_fp32(req, fp32))
+        if req.precision == "fp16":
+            keep = tuple(req.options.get("fp16_keep", FP16_KEEP_FP32))
+            _to_fp16(fp32, out, keep)
+            meta["fp16"] = {"keep_io_types": True, "kept_fp32_ops": list(keep)}
+        elif req.precision == "int8":
+            if req.calib is None:
+                raise ExportError("int8 needs calibration images (the pipeline passes them)")
+            report = quantize_onnx(
+                fp32, out, req.calib, method=req.calib_method, preset=req.preset,
+                batch=1 if req.dynamic_batch else req.batch, options=req.options.get("quant"),
+            )
+            meta["int8"] = report.as_dict()
+    _set_metadata(out, req, {"opset": meta["opset"], "exporter": meta["exporter"]})
+    return ExportResult(artifact=out, metadata=meta)
+
+
+def inspect_onnx(path: Path) -> dict[str, Any]:
+    """Static facts without running: node count, op histogram, I/O shapes, opset, metadata."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ExportError(f"not a readable ONNX file: {path.name}: {str(exc).splitlines()[0]}") from None
+
+    def shape(v: Any) -> list[int | str]:
+        return [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+
+    ops = collections.Counter(
+        (f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type) for n in model.graph.node
+    )
+    return {
+        "nodes": len(model.graph.node),
+        "op_histogram": dict(ops.most_common()),
+        "inputs": {v.name: shape(v) for v in model.graph.input},
+        "outputs": {v.name: shape(v) for v in model.graph.output},
+        "opset": {(o.domain or "ai.onnx"): o.version for o in model.opset_import},
+        "metadata": {p.key: p.value for p in model.metadata_props},
+    }
+
+
+ONNX = register_target(
+    Target(
+        key="onnx",
+        title="ONNX (ONNX Runtime)",
+        suffix=".onnx",
+        precisions=("fp32", "fp16", "int8"),
+        int8="static W8A8 QDQ (per-channel weights; Conv/MatMul/Gemm quantized, LayerNorm/Softmax/GELU/"
+        "residual Adds kept float), calibrated on images",
+        runtime="onnxruntime",
+        extra="onnx",
+        exporter=export_onnx,
+        requires=("onnx", "onnxruntime", "onnxscript"),
+        presets=("x86", "arm64", "tensorrt"),
+        dynamic_batch=True,
+        notes="dynamo exporter by default (options exporter=torchscript for the legacy one)",
+        inspect=inspect_onnx,
+    )
+)
