@@ -28,7 +28,8 @@ class _EdgeVitGroup(TyperGroup):
         except EdgeVitError as exc:
             if os.environ.get("EDGEVIT_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False)
+            # soft_wrap: Rich would otherwise break a long path over lines; the contract is one line
+            err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[red]interrupted[/]")
@@ -40,6 +41,7 @@ class _EdgeVitGroup(TyperGroup):
                 f"[bold red]internal error:[/] {type(exc).__name__}: {_one_line(exc)} "
                 "(rerun with EDGEVIT_DEBUG=1 for the traceback)",
                 highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(INTERNAL_ERROR_EXIT) from None
 
