@@ -1,0 +1,172 @@
+"""Run benchmark cases, one fresh subprocess each, and collect their results with the child's peak RSS.
+
+The child's peak RSS comes from `os.wait4(pid, 0)` (its own rusage): `RUSAGE_CHILDREN` would be a
+running maximum over every child so far and would blame one case for another's memory (FIELD_NOTES).
+Output goes to temporary files rather than pipes so that a chatty runtime cannot fill a pipe and
+block the child while the parent sits in `wait4`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgevit.bench.protocol import Protocol, summarize
+from edgevit.bench.worker import RESULT_PREFIX, thread_env
+
+
+@dataclass
+class Case:
+    """One thing to measure: an artifact in a runtime with threads and batch, plus what it came from."""
+
+    id: str  # stable key across runs: what the regression gate matches on
+    artifact: str
+    runtime: str
+    target: str
+    precision: str
+    threads: int
+    batch: int = 1
+    model: str | None = None
+    img_size: int | None = None
+    params: int | None = None
+    macs: int | None = None
+    model_size_bytes: int | None = None
+    artifact_sha256: str = ""
+    runtime_note: str = ""  # e.g. "fallback: ncnn is unavailable here"
+    options: dict[str, Any] = field(default_factory=dict)
+    reference: bool = False  # the gate's machine-speed reference case
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    ok: bool
+    error: str = ""
+    stats: dict[str, float] = field(default_factory=dict)
+    samples_ms: list[float] = field(default_factory=list)
+    load_ms: float | None = None
+    first_ms: float | None = None
+    warmup_runs: int = 0
+    warmup_ms: float | None = None
+    peak_rss_mb: float | None = None  # of the whole fresh process (interpreter + runtime + model)
+    rss_start_mb: float | None = None  # the interpreter before the runtime was imported
+    rss_loaded_mb: float | None = None  # after the artifact was loaded
+    runtime_version: str = ""
+    input_shape: list[int] = field(default_factory=list)
+    output_shape: list[int] = field(default_factory=list)
+    wall_s: float = 0.0
+    exit_code: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["case"] = self.case.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CaseResult":
+        d = dict(d)
+        d["case"] = Case(**d["case"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _maxrss_mb(ru_maxrss: int) -> float:
+    return ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def run_case(case: Case, protocol: Protocol, *, timeout_s: float = 900.0, seed: int = 0) -> CaseResult:
+    """Measure one case in a fresh `python -m edgevit.bench.worker` and return its result (never raises
+    for a failing case: the error is data, so one broken artifact does not end a suite)."""
+    spec = {
+        "artifact": case.artifact, "runtime": case.runtime, "threads": case.threads, "batch": case.batch,
+        "img_size": case.img_size, "protocol": protocol.to_dict(), "options": case.options, "seed": seed,
+    }
+    env = dict(os.environ) | thread_env(case.threads)
+    env.pop("EDGEVIT_DEBUG", None)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgevit-bench-") as tmp:
+        spec_path, out_path, err_path = (Path(tmp) / n for n in ("spec.json", "stdout", "stderr"))
+        spec_path.write_text(json.dumps(spec))
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "edgevit.bench.worker", str(spec_path)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+            )
+            timed_out = threading.Event()
+
+            def _kill() -> None:
+                timed_out.set()
+                try:
+                    os.kill(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+            timer = threading.Timer(timeout_s, _kill)
+            timer.start()
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)
+            finally:
+                timer.cancel()
+            proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen consistent
+        stdout = out_path.read_text(errors="replace")
+        stderr = err_path.read_text(errors="replace")
+    wall = time.perf_counter() - started
+    peak = round(_maxrss_mb(usage.ru_maxrss), 2)
+    line = next((ln for ln in reversed(stdout.splitlines()) if ln.startswith(RESULT_PREFIX)), None)
+    if timed_out.is_set():
+        return CaseResult(case, False, f"timed out after {timeout_s:.0f} s", peak_rss_mb=peak, wall_s=wall,
+                          exit_code=proc.returncode)
+    if line is None:
+        tail = (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        return CaseResult(case, False, f"worker crashed: {tail}", peak_rss_mb=peak, wall_s=wall,
+                          exit_code=proc.returncode)
+    data = json.loads(line[len(RESULT_PREFIX):])
+    if not data.get("ok"):
+        return CaseResult(case, False, data.get("error", "unknown error"), peak_rss_mb=peak, wall_s=wall,
+                          exit_code=proc.returncode)
+    samples_ms = [ns / 1e6 for ns in data["samples_ns"]]
+    return CaseResult(
+        case, True, stats=summarize(samples_ms), samples_ms=[round(s, 6) for s in samples_ms],
+        load_ms=data["load_ms"], first_ms=data["first_ms"], warmup_runs=data["warmup_runs"],
+        warmup_ms=data["warmup_ms"], peak_rss_mb=peak, rss_start_mb=data["rss_start_mb"],
+        rss_loaded_mb=data["rss_loaded_mb"], runtime_version=data.get("runtime_version", ""),
+        input_shape=data["input_shape"], output_shape=data["output_shape"], wall_s=wall,
+        exit_code=proc.returncode,
+    )
+
+
+def run_cases(cases: Sequence[Case], protocol: Protocol, *, progress: bool = False,
+              on_result: Callable[[CaseResult], None] | None = None, timeout_s: float = 900.0) -> list[CaseResult]:
+    """Run cases one after another (never in parallel: they would share the cores they measure)."""
+    results: list[CaseResult] = []
+    if not progress:
+        for case in cases:
+            results.append(run_case(case, protocol, timeout_s=timeout_s))
+            if on_result:
+                on_result(results[-1])
+        return results
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("", total=len(cases))
+        for case in cases:
+            bar.update(task, description=case.id)
+            results.append(run_case(case, protocol, timeout_s=timeout_s))
+            if on_result:
+                on_result(results[-1])
+            bar.advance(task)
+    return results

@@ -1,0 +1,75 @@
+"""Synthetic ONNX artifacts with a known amount of work: the gate's reference case and controlled slowdowns.
+
+`conv_stack(layers=L)` is a stem conv plus L identical 3x3 convolutions (32 channels, 32x32 maps, ReLU):
+its cost grows linearly with L, so `layers = round(L0 * (1 + s))` is an artifact that is `s` slower by
+construction, with the same loading and input path. The reference case `@reference` is one such stack:
+it depends on nothing in edgevit's models or exporters, so normalising by it measures the *machine*,
+never the code under test (normalising by a model of the suite would cancel a regression that hits all
+models at once).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+REFERENCE_NAME = "@reference"
+REFERENCE_LAYERS = 12
+CHANNELS = 32
+SIZE = 32
+
+
+def conv_stack(path: Path, layers: int = REFERENCE_LAYERS, *, channels: int = CHANNELS, size: int = SIZE,
+               seed: int = 0) -> Path:
+    """Write a deterministic (same bytes for the same arguments) Conv/ReLU stack to `path`."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    prev = "input"
+    for i in range(layers + 1):
+        cin = 3 if i == 0 else channels
+        w = (rng.standard_normal((channels, cin, 3, 3)) * (2.0 / (9 * cin)) ** 0.5).astype(np.float32)
+        b = np.zeros(channels, np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"]))
+        prev = f"r{i}"
+    nodes.append(helper.make_node("GlobalAveragePool", [prev], ["pooled"]))
+    nodes.append(helper.make_node("Flatten", ["pooled"], ["logits"]))
+    graph = helper.make_graph(
+        nodes, f"conv_stack_{layers}",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, channels])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgevit.bench")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def conv_stack_macs(layers: int, *, channels: int = CHANNELS, size: int = SIZE) -> int:
+    return size * size * channels * 9 * (3 + layers * channels)
+
+
+def reference_artifact(cache_dir: Path) -> Path:
+    """The reference case's artifact, built once per cache directory."""
+    path = Path(cache_dir) / "reference" / f"conv_stack_{REFERENCE_LAYERS}.onnx"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp.onnx")
+        conv_stack(tmp)
+        tmp.replace(path)
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,55 @@
+"""`edgevit regress`: the CI latency gate (exit code 1 on a regression or a failed case)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgevit.cli.app import app, console, err_console
+
+
+@app.command("regress")
+def regress_cmd(
+    current: Annotated[Path, typer.Argument(help="Result JSON of `edgevit bench ... --json`.")],
+    baseline: Annotated[Path, typer.Option(help="Baseline JSON, e.g. benchmarks/baselines/host.json.")],
+    tolerance: Annotated[float | None, typer.Option(help="Relative tolerance (default: the profile's gate).")] = None,
+    floor_ms: Annotated[float | None, typer.Option(help="Absolute floor in ms (default: the profile's gate).")] = None,
+    confidence: Annotated[float, typer.Option(help="Confidence of the bootstrap interval.")] = 0.95,
+    normalize: Annotated[str, typer.Option(help="auto (across machines), always or never: divide by the "
+                                           "@reference case's ratio.")] = "auto",
+    statistic: Annotated[str | None, typer.Option(help="median, p25 or p10 (default: the profile's gate).")] = None,
+    update: Annotated[bool, typer.Option("--update", help="Write the current results as the new baseline.")] = False,
+    markdown: Annotated[Path | None, typer.Option(help="Write the Markdown report (CI summary) here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON here.")] = None,
+    fail_on_improvement: Annotated[bool, typer.Option(help="Also fail when a case got faster (forces a baseline "
+                                                      "refresh so the gate stays tight).")] = False,
+) -> None:
+    """Compare results with a baseline case by case; exit 1 on a regression."""
+    import json
+
+    from edgevit.bench import tables
+    from edgevit.bench.regress import regress
+
+    report = regress(current, baseline, tolerance=tolerance, floor_ms=floor_ms, confidence=confidence,
+                     normalize=normalize, statistic=statistic, update=update)
+    console.print(tables.regress_table(report))
+    for note in report.notes:
+        err_console.print(f"[dim]{note}[/]")
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(tables.regress_markdown(report))
+        err_console.print(f"wrote {markdown}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    if report.wins and not update:
+        err_console.print(f"[bold green]{len(report.wins)} case(s) faster than the baseline:[/] refresh it with "
+                          f"`edgevit regress {current} --baseline {baseline} --update` to keep the gate tight")
+    if update:
+        return
+    if report.failed:
+        bad = [c.id for c in report.cases if c.verdict in ("regression", "error")]
+        err_console.print(f"[bold red]latency gate failed:[/] {', '.join(bad)}")
+        raise typer.Exit(1)
+    if fail_on_improvement and report.wins:
+        raise typer.Exit(1)
