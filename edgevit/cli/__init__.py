@@ -5,7 +5,9 @@ from edgevit.cli.app import app
 
 # Each module adds its commands to `app` on import.
 from edgevit.cli import models  # noqa: E402,F401  isort: skip
+from edgevit.cli import doctor  # noqa: E402,F401  isort: skip
 from edgevit.cli import export, verify  # noqa: E402,F401  isort: skip
+from edgevit.cli import bench, regress  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:
