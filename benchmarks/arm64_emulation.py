@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Prove that edgevit's ONNX artifacts compute the same thing on arm64 as on x86 (opt-in, slow).
+
+What and why: users benchmark on arm64 boards (Dockerfile.arm64); no board or Docker engine runs in
+CI. This script exports fp32 and int8 ONNX artifacts with edgevit's pipeline, runs each one on the same
+real photos with x86 ONNX Runtime (here) and with the aarch64 ONNX Runtime wheel from PyPI inside an
+arm64 Debian rootfs under `qemu-aarch64-static` (edgevit.emulation), and compares:
+
+- fp32: max |arm64 - x86| <= 1e-4 * max(1, max|x86|) (the conformance bound), and the same bound
+  against the PyTorch model itself;
+- int8: cosine(arm64, x86) >= 0.999 on every image, plus top-1 agreement (reported).
+
+Emulated runs are ~200x slower than a real CPU: no timing is measured or reported, on purpose.
+
+    python benchmarks/arm64_emulation.py                      # fcaformer_l1 cas_vit_xs stvit_small
+    python benchmarks/arm64_emulation.py --models cas_vit_xs --images 4 --json out/arm64.json
+
+Needs: apt-get install mmdebstrap qemu-user-static; edgevit[onnx]. First run builds the rootfs into
+~/.cache/edgevit/emu (about 1 minute, ~250 MB; $EDGEVIT_EMU_CACHE moves it). Exit code 0 when every
+check passed, 1 when one failed, 2 when the tools are missing. Pytest wrapper:
+`pytest -m emulation tests/test_arm64_emulation.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # for tests.conformance (the official-checkpoint fixtures)
+    sys.path.insert(0, str(REPO))
+
+from edgevit import emulation as emu  # noqa: E402
+from edgevit.errors import UnavailableError  # noqa: E402
+
+DEFAULT_MODELS = ("fcaformer_l1", "cas_vit_xs", "stvit_small")
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+COSINE_MIN = 0.999
+
+
+@dataclass
+class Check:
+    """One artifact's comparison, arm64 (emulated) against x86."""
+
+    model: str
+    precision: str
+    passed: bool
+    images: int
+    max_abs_err: float | None = None  # fp32: vs x86 ORT
+    bound: float | None = None  # fp32: 1e-4 * max(1, max|x86|)
+    max_abs_err_vs_torch: float | None = None  # fp32: arm64 ORT vs the PyTorch model
+    bound_vs_torch: float | None = None
+    cosine_min: float | None = None  # int8: per-image cosine(arm64, x86), worst image
+    cosine_mean: float | None = None
+    top1_agreement: float | None = None  # fraction of images with the same argmax on both
+    cosine_min_vs_fp32: float | None = None  # int8 arm64 vs fp32 x86 (quantization quality, info only)
+    notes: list[str] = field(default_factory=list)
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of a with the same row of b (float64)."""
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(den, 1e-300)
+
+
+def conformance_bound(ref: np.ndarray) -> float:
+    return 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+def fixture_checkpoint(name: str) -> tuple[dict[str, Any] | None, str]:
+    """The official-checkpoint fixture's state dict (non-degenerate weights), or None and why not.
+
+    FcaFormer at its own random init collapses to logits ~1e-19, which would make every check vacuous.
+    """
+    try:
+        from tests import conformance
+
+        return conformance.official_state_dict(name), f"conformance fixture {name} (official keys, seeded weights)"
+    except Exception as exc:  # fixtures absent outside the repository checkout
+        return None, f"random init (no conformance fixture: {type(exc).__name__})"
+
+
+def export_artifact(name: str, precision: str, output: Path, checkpoint: Path | None) -> Path:
+    """Export one ONNX artifact through edgevit's pipeline (verify included), batch 1, arm64 int8 preset."""
+    from edgevit.export import export
+
+    # int8 with the arm64 preset: what a user deploying to an arm64 board exports from an x86 machine
+    report = export(name, target="onnx", precision=precision, output=output, checkpoint=checkpoint,
+                    preset="arm64" if precision == "int8" else None)
+    return Path(report.artifact)
+
+
+def run_x86(paths: dict[str, Path], x: np.ndarray, threads: int) -> dict[str, np.ndarray]:
+    """The same per-image loop as the guest script, on this machine's ONNX Runtime."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    out: dict[str, np.ndarray] = {}
+    for key, path in paths.items():
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        out[key] = np.concatenate([sess.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
+    return out
+
+
+def run_torch(name: str, state: dict[str, Any] | None, x: np.ndarray) -> np.ndarray:
+    """Logits of the PyTorch model (train form, eval mode, float32) on the same images."""
+    import torch
+
+    from edgevit.models import create_model
+
+    model = create_model(name, checkpoint=state).eval()
+    with torch.inference_mode():
+        return np.concatenate([model(torch.from_numpy(x[i : i + 1])).numpy() for i in range(len(x))])
+
+
+def compare(
+    name: str, x86: dict[str, np.ndarray], arm: dict[str, np.ndarray], torch_ref: np.ndarray | None,
+) -> list[Check]:
+    """fp32 by the conformance bound (vs x86 and vs torch), int8 by cosine and top-1 vs x86 int8."""
+    checks: list[Check] = []
+    if f"{name}-fp32" in arm:
+        a, r = arm[f"{name}-fp32"], x86[f"{name}-fp32"]
+        c = Check(name, "fp32", passed=False, images=len(a))
+        c.max_abs_err, c.bound = float(np.abs(a - r).max()), conformance_bound(r)
+        c.top1_agreement = float(np.mean(a.argmax(-1) == r.argmax(-1)))
+        c.passed = c.max_abs_err <= c.bound
+        if torch_ref is not None:
+            c.max_abs_err_vs_torch = float(np.abs(a - torch_ref).max())
+            c.bound_vs_torch = conformance_bound(torch_ref)
+            c.passed = c.passed and c.max_abs_err_vs_torch <= c.bound_vs_torch
+        checks.append(c)
+    if f"{name}-int8" in arm:
+        a, r = arm[f"{name}-int8"], x86[f"{name}-int8"]
+        cos = cosine_rows(a, r)
+        c = Check(name, "int8", passed=False, images=len(a))
+        c.cosine_min, c.cosine_mean = float(cos.min()), float(cos.mean())
+        c.top1_agreement = float(np.mean(a.argmax(-1) == r.argmax(-1)))
+        c.max_abs_err = float(np.abs(a - r).max())
+        if f"{name}-fp32" in x86:
+            c.cosine_min_vs_fp32 = float(cosine_rows(a, x86[f"{name}-fp32"]).min())
+        c.passed = c.cosine_min >= COSINE_MIN
+        checks.append(c)
+    return checks
+
+
+def image_check(log: Any = print) -> dict[str, Any]:
+    """Run `edgevit --help` and `edgevit doctor` on arm64 with exactly the Dockerfile.arm64 package set.
+
+    The image cannot be built here (no Docker engine); this checks its Python contents instead: the
+    pinned aarch64 wheels of docker/requirements-arm64.txt plus this checkout of edgevit, and no torch.
+    """
+    lock = REPO / "docker" / "requirements-arm64.txt"
+    wheels = [ln.strip() for ln in lock.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    log(f"[arm64] image check: {len(wheels)} pinned wheels from {lock.name}, edgevit from {REPO}")
+    guest = emu.ensure_guest(emu.ARM64, wheels=wheels, extra_pythonpath=[str(REPO)])
+    env = {"EDGEVIT_PROFILES": str(REPO / "device_profiles")}
+    result: dict[str, Any] = {"wheels": len(wheels), "commands": {}}
+    for args in (["--help"], ["doctor"]):
+        code = f"import sys; sys.argv = ['edgevit', *{args!r}]; from edgevit.cli import main; main()"
+        proc = guest.python(["-c", code], env=env, check=False, timeout=1800)
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
+        result["commands"][" ".join(["edgevit", *args])] = {"exit_code": proc.returncode, "output_tail": tail}
+    result["passed"] = all(c["exit_code"] == 0 for c in result["commands"].values())
+    return result
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table (what docs/arm64.md quotes)."""
+    g = report["guest"]
+    lines = [
+        "# arm64 vs x86 ONNX Runtime (arm64 under qemu user-mode emulation)",
+        "",
+        f"Guest: {g['machine']} (qemu-aarch64-static, Debian {report['suite']}), onnxruntime {g['onnxruntime']}, "
+        f"numpy {g['numpy']}. Host: {report['host']['machine']}, onnxruntime {report['host']['onnxruntime']}. "
+        f"Inputs: {report['images']} real photos (scikit-image), 224x224, batch 1.",
+        "No timings: emulation is ~200x slower than a real CPU and says nothing about a board's speed.",
+        "",
+        "| model | precision | weights | result | max abs err (arm64 vs x86) | bound | max abs err vs PyTorch "
+        "| cosine min / mean (vs x86 int8) | top-1 agreement | int8 cosine min vs fp32 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def f(v: float | None, fmt: str = ".3g") -> str:
+        return "" if v is None else format(v, fmt)
+
+    for c in report["checks"]:
+        cos = "" if c["cosine_min"] is None else f"{c['cosine_min']:.6f} / {c['cosine_mean']:.6f}"
+        lines.append(
+            f"| {c['model']} | {c['precision']} | {report['weights'].get(c['model'], '')} | "
+            f"{'pass' if c['passed'] else 'FAIL'} | {f(c['max_abs_err'])} | {f(c['bound'])} | "
+            f"{f(c['max_abs_err_vs_torch'])} | {cos} | {f(c['top1_agreement'], '.0%')} | "
+            f"{f(c['cosine_min_vs_fp32'], '.4f')} |"
+        )
+    if img := report.get("image_check"):
+        lines += ["", f"Image contents on arm64 ({img['wheels']} pinned wheels of docker/requirements-arm64.txt, no torch):"]
+        lines += [f"- `{cmd}`: exit {c['exit_code']}" for cmd, c in img["commands"].items()]
+    lines += ["", f"Overall: {'PASS' if report['passed'] else 'FAIL'}", ""]
+    return "\n".join(lines)
+
+
+def run(
+    models: list[str], *, images: int, workdir: Path, threads: int = 1, reuse: bool = False,
+    precisions: tuple[str, ...] = ("fp32", "int8"), log: Any = print,
+) -> dict[str, Any]:
+    """Export, run on both architectures, compare; returns the report dict (see `markdown`)."""
+    import torch
+
+    from edgevit.quantize.data import embedded_eval_images
+
+    emu.require_tools(emu.ARM64)
+    wheels = [f"onnxruntime=={metadata.version('onnxruntime')}", f"numpy=={metadata.version('numpy')}"]
+    log(f"[arm64] rootfs + wheels ({', '.join(wheels)}) in {emu.cache_root() / 'arm64'}")
+    guest = emu.ensure_guest(emu.ARM64, wheels=wheels)
+    machine = guest.machine()
+    if machine != "aarch64":
+        raise RuntimeError(f"guest reports machine {machine!r}, expected aarch64")
+
+    x = embedded_eval_images(224, MEAN, STD)[:images]
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    weights: dict[str, str] = {}
+    torch_refs: dict[str, np.ndarray] = {}
+    for name in models:
+        state, weights[name] = fixture_checkpoint(name)
+        ckpt: Path | None = None
+        if state is not None:
+            ckpt = workdir / f"{name}-fixture.pth"
+            if not (reuse and ckpt.is_file()):
+                torch.save(state, ckpt)
+        torch_refs[name] = run_torch(name, state, x)
+        for precision in precisions:
+            out = workdir / f"{name}-{precision}.onnx"
+            if not (reuse and out.is_file()):
+                log(f"[x86] export {name} {precision}")
+                out = export_artifact(name, precision, out, ckpt)
+            paths[f"{name}-{precision}"] = out
+
+    log(f"[x86] onnxruntime on {len(x)} images x {len(paths)} artifacts")
+    x86 = run_x86(paths, x, threads)
+    log(f"[arm64] onnxruntime under qemu on {len(x)} images x {len(paths)} artifacts (slow: emulated)")
+    t0 = time.monotonic()
+    res = emu.run_onnx(guest, paths, x, threads=threads)
+    log(f"[arm64] done (emulated wall time {time.monotonic() - t0:.0f} s: NOT a device timing)")
+
+    checks = [c for name in models for c in compare(name, x86, res.outputs, torch_refs[name])]
+    import onnxruntime
+
+    return {
+        "passed": all(c.passed for c in checks),
+        "checks": [asdict(c) for c in checks],
+        "weights": weights,
+        "images": int(len(x)),
+        "suite": "bookworm",
+        "guest": res.info,
+        "host": {"machine": platform.machine(), "onnxruntime": onnxruntime.__version__, "numpy": np.__version__},
+        "criteria": {
+            "fp32": "max|arm64 - x86| <= 1e-4*max(1, max|x86|); same bound vs the PyTorch model",
+            "int8": f"per-image cosine(arm64 int8, x86 int8) >= {COSINE_MIN}; top-1 agreement reported",
+        },
+        "timings": "none: emulated runs say nothing about device latency",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    ap.add_argument("--images", type=int, default=8, help="real photos to run (max 14)")
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
+    ap.add_argument("--workdir", type=Path, default=emu.cache_root() / "arm64" / "artifacts",
+                    help="where artifacts are exported (outside the repository)")
+    ap.add_argument("--reuse", action="store_true", help="reuse artifacts already in --workdir")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-image-check", action="store_true",
+                    help="skip running `edgevit doctor` on arm64 with the Dockerfile.arm64 package set")
+    ap.add_argument("--json", type=Path, help="write the report as JSON")
+    ap.add_argument("--markdown", type=Path, help="write the report as Markdown")
+    args = ap.parse_args(argv)
+    try:
+        report = run(args.models, images=args.images, workdir=args.workdir, threads=args.threads,
+                     reuse=args.reuse, precisions=tuple(args.precisions))
+        if not args.no_image_check:
+            report["image_check"] = image_check()
+    except UnavailableError as exc:
+        print(f"unavailable: {exc}", file=sys.stderr)
+        return 2
+    md = markdown(report)
+    print(md)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(md)
+    return 0 if report["passed"] and report.get("image_check", {}).get("passed", True) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
