@@ -131,9 +131,14 @@ def _check_requires(target: "Target") -> None:
 
     missing = [m for m in target.requires if importlib.util.find_spec(m) is None]
     if missing:
+        need = f" and {target.requirement}" if target.requirement else ""
         raise UnavailableError(
-            f"target {target.key} needs {', '.join(missing)}: pip install 'edgevit[{target.extra}]'"
+            f"target {target.key} needs {', '.join(missing)}: pip install 'edgevit[{target.extra}]'{need}"
         )
+    if target.probe is not None:  # hardware the exporter needs (TensorRT builds on a CUDA GPU)
+        avail = target.probe()
+        if not avail.available:
+            raise UnavailableError(f"target {target.key} is unavailable here: {avail.reason}")
 
 
 def _validate(
@@ -229,7 +234,7 @@ def export(
     model: str,
     *,
     target: str = "onnx",
-    precision: str = "fp32",
+    precision: str | None = None,
     output: str | os.PathLike[str] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     img_size: int | None = None,
@@ -262,6 +267,7 @@ def export(
     from edgevit.verify import verify as run_verify
 
     tgt = get_target(target)
+    precision = precision or tgt.default_precision
     check_precision(tgt, precision)
     info = model_info(model)  # UnknownModelError with did-you-mean
     cfg = info.default_cfg

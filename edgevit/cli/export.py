@@ -38,6 +38,7 @@ def export_cmd(
     batch: Annotated[int, typer.Option(help="Fixed batch size.")] = 1,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Dynamic batch dimension.")] = False,
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default 18).")] = None,
+    fp32: Annotated[bool, typer.Option("--fp32", help="Full precision (default unless the target's default is fp16).")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="Half precision.")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="int8 (calibrated on --calib-data or embedded photos).")] = False,
     calib_data: Annotated[Path | None, typer.Option(help="Folder of calibration images (recursive).")] = None,
@@ -47,21 +48,23 @@ def export_cmd(
     simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Simplify the graph.")] = True,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Verify against PyTorch (default on).")] = True,
     threads: Annotated[int, typer.Option(help="Threads for verification and its latency figure.")] = 2,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-O", help="Target option KEY=VALUE, repeatable (e.g. coreml_int8=w8, workspace_mib=2048).")] = None,
 ) -> None:
     """Export MODEL to a verified edge artifact with a sidecar JSON (preprocessing, versions, hashes, report)."""
     from edgevit.cli.verify import print_report
     from edgevit.export import RandomWeightsWarning, export
 
-    if fp16 and int8:
-        raise ConfigError("choose one of --fp16 and --int8")
-    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    if fp32 + fp16 + int8 > 1:
+        raise ConfigError("choose one of --fp32, --fp16 and --int8")
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32" if fp32 else None  # None: the target's default
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RandomWeightsWarning)
         report = export(
             model, target=str(getattr(target, "value", target)), precision=precision, output=output,
             checkpoint=checkpoint, img_size=img_size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
             calib_data=calib_data, calib_samples=calib_samples, calib_method=calib_method.value,
-            preset=preset, simplify=simplify, verify=verify, threads=threads,
+            preset=preset, simplify=simplify, verify=verify, threads=threads, options=_parse_options(option),
         )
     for w in caught:
         if issubclass(w.category, RandomWeightsWarning):
@@ -72,3 +75,24 @@ def export_cmd(
         if note.startswith("not verified"):
             err_console.print(f"[yellow]{note}[/]", highlight=False)
     console.print(f"[green]wrote[/] {report.artifact} ({report.info['size_mb']:.2f} MB) and {report.sidecar.name}")
+
+
+def _parse_options(items: list[str] | None) -> dict[str, object]:
+    """`-O key=value` pairs; values become int, float or bool where they read as one."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option {item!r} must be KEY=VALUE")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip()] = value
+    return out

@@ -15,6 +15,7 @@ from edgevit.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
+    from edgevit.runtimes.base import Availability
     from torch import nn
 
     from edgevit.quantize.data import CalibrationSet
@@ -74,6 +75,9 @@ class Target:
     notes: str = ""
     # static facts about an artifact without running it: node count, op histogram, I/O shapes
     inspect: Callable[[Path], dict[str, Any]] | None = None
+    requirement: str = ""  # hardware/OS the exporter needs beyond `requires`, in words ("a CUDA GPU")
+    # export-side availability beyond importable `requires` (TensorRT builds only on a CUDA device)
+    probe: Callable[[], "Availability"] | None = None
 
 
 _TARGETS: dict[str, Target] = {}
@@ -111,6 +115,31 @@ def check_precision(target: Target, precision: str) -> None:
         raise ConfigError(
             f"target {target.key!r} has no {precision}; it offers {', '.join(target.precisions)}"
         )
+
+
+def target_availability(target: Target) -> "Availability":
+    """Whether this machine can *export* to a target: its `requires` import and its probe agrees.
+    The reason names the fix (the pip extra, or the hardware in `requirement`)."""
+    import importlib.util
+
+    from edgevit.runtimes.base import Availability
+
+    missing = [m for m in target.requires if importlib.util.find_spec(m) is None]
+    if missing:
+        need = f" and {target.requirement}" if target.requirement else ""
+        return Availability(False, reason=f"{', '.join(missing)} not installed: pip install 'edgevit[{target.extra}]'{need}")
+    if target.probe is not None:
+        return target.probe()
+    return Availability(True)
+
+
+def check_available(target: Target) -> None:
+    """Raise UnavailableError (one line naming the fix) when this machine cannot export to `target`."""
+    from edgevit.errors import UnavailableError
+
+    avail = target_availability(target)
+    if not avail.available:
+        raise UnavailableError(f"target {target.key} is unavailable here: {avail.reason}")
 
 
 def target_for_artifact(path: Path) -> Target:
