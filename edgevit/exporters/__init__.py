@@ -15,6 +15,7 @@ from edgevit.exporters.targets import (
 # Each exporter module registers its row of the targets table on import (heavy imports stay lazy).
 from edgevit.exporters import onnx  # noqa: E402,F401  isort: skip
 from edgevit.exporters import coreml, tensorrt, torchscript  # noqa: E402,F401  isort: skip
+from edgevit.exporters import executorch, ncnn  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ExportRequest", "ExportResult", "Target", "check_precision", "get_target", "register_target",

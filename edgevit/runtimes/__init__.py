@@ -15,6 +15,7 @@ from edgevit.runtimes.base import (
 # Each runner module registers itself on import (its runtime package is imported lazily).
 from edgevit.runtimes import onnxruntime  # noqa: E402,F401  isort: skip
 from edgevit.runtimes import coreml, tensorrt, torchscript_lite  # noqa: E402,F401  isort: skip
+from edgevit.runtimes import executorch, ncnn  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "Availability", "Runner", "RuntimeSpec", "get_runtime", "open_runner", "probe_module",
