@@ -28,50 +28,74 @@ from edgevit.rewrite._registry import register_rewrite
 
 # Offsets (row, col) of the 3x3 neighbourhood in im2col order: k = 3 * row + col.
 _TAPS = [(i, j) for i in range(3) for j in range(3)]
+# Up to this many super-token cells (12x12: 384x384 inputs) unfold/fold are products with a constant 0/1
+# selection matrix (N x 9N, 86 KB at 224); above it, the matrices grow as 9 N^2 and shifted slices are used.
+MAX_CELLS_FOR_MATRIX = 144
+
+
+def neighbour_matrix(hh: int, ww: int) -> torch.Tensor:
+    """(N, 9N) 0/1 matrix M with M[m, 9n + k] = 1 iff cell m is neighbour k of cell n (N = hh*ww).
+
+    `s @ M` is the zero-padded 3x3 unfold of s (B, C, N); `M @ t` (t: (B, 9N, C)) is its adjoint, the fold."""
+    n = hh * ww
+    m = torch.zeros(n, 9 * n)
+    for a in range(hh):
+        for b in range(ww):
+            for k, (i, j) in enumerate(_TAPS):
+                y, x = a + i - 1, b + j - 1
+                if 0 <= y < hh and 0 <= x < ww:
+                    m[y * ww + x, 9 * (a * ww + b) + k] = 1.0
+    return m
 
 
 class DeployAttention(nn.Module):
-    """Multi-head self-attention over an NCHW map with q/k/v split before any reshape (rank <= 4),
-    the scale folded into q and the softmax over the last axis."""
+    """Multi-head self-attention over (B, C, *size) with static sizes: q/k/v split on a rank-4 tensor,
+    the scale folded into the q weights; 1x1 convs in 1-D (super tokens) or 2-D (pixels)."""
 
-    def __init__(self, src: Attention) -> None:
+    def __init__(self, src: Attention, size: tuple[int, ...]) -> None:
         super().__init__()
         dim = src.proj.in_channels
-        heads = src.num_heads
-        hd = dim // heads
-        self.num_heads = heads
-        self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=True)
-        self.proj = src.proj
+        self.num_heads = src.num_heads
+        self.dim = dim
+        self.size = tuple(size)
+        conv: type[nn.Conv1d] | type[nn.Conv2d] = nn.Conv1d if len(size) == 1 else nn.Conv2d
+        self.qkv = conv(dim, 3 * dim, 1)
+        self.proj = conv(dim, dim, 1)
+        hd = dim // self.num_heads
         with torch.no_grad():
-            # official channel order per head: [q(hd), k(hd), v(hd)] -> ours: [q(all heads) | k | v]
-            w = src.qkv.weight.reshape(heads, 3, hd, dim).transpose(0, 1)
-            b = src.qkv.bias if src.qkv.bias is not None else torch.zeros(3 * dim)
-            b = b.reshape(heads, 3, hd).transpose(0, 1)
-            scale = torch.tensor([src.scale, 1.0, 1.0]).reshape(3, 1, 1)
-            self.qkv.weight.copy_((w * scale.unsqueeze(-1)).reshape(3 * dim, dim, 1, 1))
-            self.qkv.bias.copy_((b * scale).reshape(3 * dim))
+            # official channel order per head: [q(hd), k(hd), v(hd)]; scale the q rows
+            scale = torch.ones(self.num_heads, 3, hd)
+            scale[:, 0] = src.scale
+            scale = scale.reshape(-1)
+            bias = src.qkv.bias if src.qkv.bias is not None else torch.zeros(3 * dim)
+            self.qkv.weight.copy_((src.qkv.weight.reshape(3 * dim, dim) * scale[:, None]).reshape_as(self.qkv.weight))
+            self.qkv.bias.copy_(bias * scale)
+            self.proj.weight.copy_(src.proj.weight.reshape_as(self.proj.weight))
+            self.proj.bias.copy_(src.proj.bias)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, heads={self.num_heads}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, C, H, W = x.shape
-        heads = self.num_heads
-        q, k, v = self.qkv(x).chunk(3, dim=1)
-        q = q.reshape(-1, heads, C // heads, H * W)
-        k = k.reshape(-1, heads, C // heads, H * W)
-        v = v.reshape(-1, heads, C // heads, H * W)
-        attn = (q.transpose(-1, -2) @ k).softmax(dim=-1)  # (B, heads, N queries, N keys)
-        x = (v @ attn.transpose(-1, -2)).reshape(-1, C, H, W)
-        return self.proj(x)
+        n = 1
+        for s in self.size:
+            n *= s
+        hd = self.dim // self.num_heads
+        # explicit split sizes: chunk() makes the TorchScript exporter compute them with Shape/Gather
+        q, k, v = self.qkv(x).reshape(-1, self.num_heads, 3 * hd, n).split([hd, hd, hd], dim=2)  # (B, heads, hd, N)
+        attn = (k.transpose(-1, -2) @ q).softmax(dim=-2)  # (B, heads, N keys, N queries)
+        return self.proj((v @ attn).reshape(-1, self.dim, *self.size))
 
 
 class DeploySuperTokenAttention(nn.Module):
     """STA with static shapes for one input resolution (`resolution`, recorded) and export-friendly ops.
 
-    Layouts: pixels as (B, N, C, P) with N = hh*ww super-token cells and P = h*w pixels per cell (taken
-    column-major inside the cell, which only has to match between partition and its inverse)."""
+    Layouts: pixels X (B, N, C, P) with N = hh*ww super-token cells and P = h*w pixels per cell (taken
+    column-major inside the cell, which only has to match between partition and its inverse); super
+    tokens (B, C, N); affinities (B, N, 9, P)."""
 
     def __init__(self, src: SuperTokenAttention) -> None:
         super().__init__()
-        self.refine = DeployAttention(src.refine) if isinstance(src.refine, Attention) else src.refine
         self.dim = src.dim
         self.n_iter = src.n_iter
         self.scale = src.scale
@@ -82,39 +106,52 @@ class DeploySuperTokenAttention(nn.Module):
         self.pad_b, self.pad_r = (h - H0 % h) % h, (w - W0 % w) % w
         self.H, self.W = H0 + self.pad_b, W0 + self.pad_r
         self.hh, self.ww = self.H // h, self.W // w
+        self.cells = self.hh * self.ww
+        self.refine = DeployAttention(src.refine, (self.cells,))
+        self.use_matrix = self.cells <= MAX_CELLS_FOR_MATRIX
+        if self.use_matrix:
+            m = neighbour_matrix(self.hh, self.ww)
+            self.register_buffer("neighbours", m, persistent=False)
+            self.register_buffer("neighbours_scaled", m * self.scale, persistent=False)
 
     def extra_repr(self) -> str:
-        return f"resolution={self.resolution}, stoken_size={self.stoken_size}, n_iter={self.n_iter}"
+        return (f"resolution={self.resolution}, stoken_size={self.stoken_size}, n_iter={self.n_iter}, "
+                f"unfold={'matrix' if self.use_matrix else 'slices'}")
 
     def _partition(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, N, C, P) with rank-4 reshapes and transposes only."""
-        C, h, w = x.shape[1], *self.stoken_size
+        C, h, w = self.dim, *self.stoken_size
         x = x.reshape(-1, C * self.hh, h, self.W).transpose(2, 3)  # (B, C*hh, W, h)
-        return x.reshape(-1, C, self.hh * self.ww, w * h).transpose(1, 2)
+        return x.reshape(-1, C, self.cells, w * h).transpose(1, 2)
 
     def _unpartition(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, C, P) -> (B, C, H, W), the inverse of `_partition`."""
-        C, h = x.shape[2], self.stoken_size[0]
+        C, h = self.dim, self.stoken_size[0]
         x = x.transpose(1, 2).reshape(-1, C * self.hh, self.W, h).transpose(2, 3)  # (B, C*hh, h, W)
         return x.reshape(-1, C, self.H, self.W)
 
-    def _unfold(self, s: torch.Tensor) -> torch.Tensor:
-        """(B, C, hh, ww) -> (B, N, C, 9): zero-padded 3x3 neighbourhoods as 9 shifted slices."""
-        C, hh, ww = s.shape[1], self.hh, self.ww
-        sp = F.pad(s, (1, 1, 1, 1))
+    def _unfold(self, s: torch.Tensor, scaled: bool = False) -> torch.Tensor:
+        """(B, C, N) -> (B, C, N, 9): each cell's zero-padded 3x3 neighbourhood (optionally * scale)."""
+        C, hh, ww = self.dim, self.hh, self.ww  # static sizes: no Shape/Gather in traced graphs
+        if self.use_matrix:
+            return (s @ (self.neighbours_scaled if scaled else self.neighbours)).reshape(-1, C, self.cells, 9)
+        if scaled:
+            s = s * self.scale
+        sp = F.pad(s.reshape(-1, C, hh, ww), (1, 1, 1, 1))
         cols = torch.cat([sp[:, :, i : i + hh, j : j + ww] for i, j in _TAPS], dim=1)  # (B, 9*C, hh, ww)
-        return cols.reshape(-1, 9, C, hh * ww).permute(0, 3, 2, 1)
+        return cols.reshape(-1, 9, C, self.cells).permute(0, 2, 3, 1)
 
-    def _fold(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, N, C, 9) -> (B, C, hh, ww): adjoint of `_unfold`, the sum of 9 shifted slices."""
-        C, hh, ww = t.shape[2], self.hh, self.ww
-        tp = F.pad(t.permute(0, 3, 2, 1).reshape(-1, 9 * C, hh, ww), (1, 1, 1, 1))
-        out = None
-        for k, (i, j) in enumerate(_TAPS):
-            part = tp[:, k * C : (k + 1) * C, 2 - i : 2 - i + hh, 2 - j : 2 - j + ww]
-            out = part if out is None else out + part
-        assert out is not None
-        return out
+    def _fold(self, t: torch.Tensor, C: int) -> torch.Tensor:
+        """(B, N, 9, C) -> (B, N, C): the adjoint of `_unfold`, summing each cell's contributions to its
+        neighbours onto them."""
+        hh, ww = self.hh, self.ww
+        if self.use_matrix:
+            return self.neighbours @ t.reshape(-1, 9 * self.cells, C)
+        tp = F.pad(t.permute(0, 2, 3, 1).reshape(-1, 9 * C, hh, ww), (1, 1, 1, 1))
+        out = tp[:, 0:C, 2 : 2 + hh, 2 : 2 + ww]
+        for k, (i, j) in enumerate(_TAPS[1:], start=1):
+            out = out + tp[:, k * C : (k + 1) * C, 2 - i : 2 - i + hh, 2 - j : 2 - j + ww]
+        return out.reshape(-1, C, self.cells).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
@@ -123,17 +160,18 @@ class DeploySuperTokenAttention(nn.Module):
                                  "create the model with the export img_size before deploy()")
         if self.pad_b or self.pad_r:
             x = F.pad(x, (0, self.pad_r, 0, self.pad_b))
-        stokens = F.avg_pool2d(x, self.stoken_size, self.stoken_size)  # (B, C, hh, ww)
+        C = self.dim
+        stokens = F.avg_pool2d(x, self.stoken_size, self.stoken_size).reshape(-1, C, self.cells)  # (B, C, N)
         pixels = self._partition(x)  # (B, N, C, P)
-        pixels_t = pixels.transpose(2, 3)  # (B, N, P, C)
-        affinity = affinity_sum = torch.empty(0)
         for i in range(self.n_iter):  # unrolled: n_iter is fixed
-            affinity = (pixels_t @ self._unfold(stokens * self.scale)).softmax(-1)  # (B, N, P, 9)
-            affinity_sum = self._fold(affinity.sum(2, keepdim=True)) + 1e-12  # (B, 1, hh, ww)
-            if i < self.n_iter - 1:
-                stokens = self._fold(pixels @ affinity) / affinity_sum
-        stokens = self.refine(self._fold(pixels @ affinity) / affinity_sum)
-        out = self._unpartition(self._unfold(stokens) @ affinity.transpose(2, 3))
+            neighbours = self._unfold(stokens, scaled=True).permute(0, 2, 3, 1)  # (B, N, 9, C)
+            affinity = (neighbours @ pixels).softmax(dim=2)  # (B, N, 9, P)
+            affinity_sum = self._fold(affinity.sum(3, keepdim=True), 1) + 1e-12  # (B, N, 1)
+            # sampled super tokens: affinity-weighted pixel sums over each token's 3x3 neighbourhood
+            stokens = (self._fold(affinity @ pixels.transpose(2, 3), C) / affinity_sum).transpose(1, 2)
+        stokens = self.refine(stokens)
+        out = self._unfold(stokens).transpose(1, 2) @ affinity  # (B, N, C, P)
+        out = self._unpartition(out)
         if self.pad_b or self.pad_r:
             out = out[:, :, : self.resolution[0], : self.resolution[1]]
         return out
@@ -144,7 +182,7 @@ def deploy_super_token_attention(module: nn.Module) -> nn.Module:
     """STA -> its static deploy form; with 1x1 super tokens it is just the refine attention."""
     assert isinstance(module, SuperTokenAttention)
     if not module.samples_super_tokens:
-        return DeployAttention(module.refine)
+        return DeployAttention(module.refine, module.feature_size)
     return DeploySuperTokenAttention(module)
 
 
