@@ -24,11 +24,11 @@ PAPER = "Zhang et al., CabViT: Cross Attention among Blocks for Vision Transform
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)), x + mlp(norm2(x))."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+    def __init__(self, dim: int, num_heads: int, num_tokens: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
                  norm_eps: float = 1e-6) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = CrossAttention(dim, num_heads)
+        self.attn = CrossAttention(dim, num_heads, num_tokens=num_tokens)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -63,9 +63,10 @@ class CabViTPlain(nn.Module):
         self.num_classes = num_classes
         self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, (h // patch_size) * (w // patch_size) + 1, embed_dim))
+        num_tokens = (h // patch_size) * (w // patch_size) + 1
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, embed_dim))
         dpr = _drop_path_rates((depth,), drop_path_rate)[0]
-        self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, mlp_ratio, dpr[i]) for i in range(depth)])
+        self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, num_tokens, mlp_ratio, dpr[i]) for i in range(depth)])
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         trunc_normal_(self.pos_embed)

@@ -139,8 +139,9 @@ class CrossAttention(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, num_cross: int = 0, grid: tuple[int, int] | None = None,
-                 norm_eps: float = 1e-5) -> None:
+                 norm_eps: float = 1e-5, num_tokens: int | None = None) -> None:
         super().__init__()
+        self.num_tokens = num_tokens  # own tokens per image, where known (deploy needs it for the bias)
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
@@ -192,9 +193,11 @@ class FcaBlock(nn.Module):
                  norm_eps: float = 1e-5, mlp_ratio: float = 4.0, drop_path: float = 0.0) -> None:
         super().__init__()
         self.grid = grid
+        self.dim = dim
         self.num_prefix_tokens = num_prefix_tokens
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = CrossAttention(dim, num_heads, num_cross, grid if rel_pos else None, norm_eps)
+        self.attn = CrossAttention(dim, num_heads, num_cross, grid if rel_pos else None, norm_eps,
+                                   num_tokens=grid[0] * grid[1] + num_prefix_tokens)
         self.token_merge = nn.Conv2d(dim, dim, 7, 4, 3, groups=dim, bias=False) if merge_tokens else None
         self.local_conv = ConvNorm(dim, dim, 3, 1, 1, groups=dim)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
@@ -207,12 +210,12 @@ class FcaBlock(nn.Module):
     def forward(self, x: torch.Tensor, cross: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         y = self.attn(self.norm1(x), cross)
         x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
-        p, c = self.num_prefix_tokens, x.shape[2]
-        prefix, patches = x[:, :p], x[:, p:]
+        p, c = self.num_prefix_tokens, self.dim
+        prefix, patches = (x[:, :p], x[:, p:]) if p else (None, x)
         img = patches.transpose(1, 2).reshape(-1, c, self.grid[0], self.grid[1])
         merged = self.token_merge(img).flatten(2).transpose(1, 2) if self.token_merge is not None else None
         x = self.local_conv(img).flatten(2).transpose(1, 2)
-        if p:
+        if prefix is not None:
             x = torch.cat([prefix, x], dim=1)
         y = self.mlp(self.norm2(x))
         x = x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
@@ -260,7 +263,8 @@ class FcaStage(nn.Module):
                  mlp_ratio: float = 4.0) -> None:
         super().__init__()
         self.grid = grid
-        per_block = merged_tokens(grid)
+        self.dim = dim
+        self.per_block = per_block = merged_tokens(grid)
         self.window_tokens = None if window is None else window * per_block
         self.blocks = nn.ModuleList([
             FcaBlock(dim, num_heads, grid, num_cross=(i if window is None else min(i, window)) * per_block,
@@ -273,14 +277,16 @@ class FcaStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cross: torch.Tensor | None = None
+        num_cross = 0  # tokens in `cross`, a static Python int
         for blk in self.blocks:
             x, merged = blk(x, cross)
             if merged is not None:
                 cross = merged if cross is None else torch.cat([cross, merged], dim=1)
-                if self.window_tokens is not None and cross.shape[1] > self.window_tokens:
-                    cross = cross[:, -self.window_tokens:]
+                num_cross += self.per_block
+                if self.window_tokens is not None and num_cross > self.window_tokens:
+                    cross, num_cross = cross[:, -self.window_tokens:], self.window_tokens
         if self.downsample is not None:
-            img = x.transpose(1, 2).reshape(-1, x.shape[2], self.grid[0], self.grid[1])
+            img = x.transpose(1, 2).reshape(-1, self.dim, self.grid[0], self.grid[1])
             x = self.downsample(img).flatten(2).transpose(1, 2)
         return x
 
