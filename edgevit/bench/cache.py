@@ -1,7 +1,8 @@
 """Artifacts exported on the fly for `edgevit bench MODEL`, cached by a content hash.
 
 The key hashes the model name, every export option, the edgevit and torch versions and the *source*
-of the code that shapes the artifact (models, rewrites, exporters, quantization, the export pipeline),
+of the code that shapes the artifact (the model's module, shared layers, rewrites, the target's exporter,
+quantization, the export pipeline),
 so an edited model file or exporter never serves a stale artifact, and an unchanged one is exported
 once. The cache lives in `$EDGEVIT_CACHE` or `~/.cache/edgevit`; entries are written to a temporary
 name and renamed, so concurrent benches at worst export twice.
@@ -19,8 +20,10 @@ from typing import Any
 
 from edgevit.errors import ConfigError
 
-# Parts of the package whose source changes what an exported artifact contains.
-_SOURCE_PARTS = ("models", "rewrite", "exporters", "quantize", "export.py", "export")
+# Parts of the package whose source changes what any exported artifact contains; the model's own
+# module and its target's exporter module are added per key.
+_SOURCE_PARTS = ("models/_registry.py", "models/layers.py", "rewrite", "quantize", "export.py",
+                 "exporters/targets.py")
 
 
 def cache_dir() -> Path:
@@ -31,17 +34,35 @@ def cache_dir() -> Path:
     return Path(base) / "edgevit"
 
 
-@lru_cache(maxsize=1)
-def source_digest() -> str:
-    """sha256 over the source files that shape an artifact (path + bytes, in a stable order)."""
+def _module_file(module: str) -> str | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    return spec.origin if spec and spec.origin else None
+
+
+@lru_cache(maxsize=64)
+def source_digest(model: str = "", target: str = "") -> str:
+    """sha256 over the source that shapes this artifact: the shared pipeline parts, the model's own
+    module and the target's exporter module (path + bytes, stable order). Narrow on purpose: an edit
+    to another family or target does not throw away this model's cached artifacts."""
     root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
+    files: list[Path] = []
     for part in _SOURCE_PARTS:
         p = root / part
-        files = sorted(p.rglob("*.py")) if p.is_dir() else ([p] if p.exists() else [])
-        for f in files:
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
+        files += sorted(p.rglob("*.py")) if p.is_dir() else ([p] if p.exists() else [])
+    extra = []
+    if model:
+        from edgevit.models import model_info
+
+        extra.append(_module_file(model_info(model).factory.__module__))
+    if target:
+        extra.append(_module_file(f"edgevit.exporters.{target}"))
+    files += [Path(f) for f in extra if f and Path(f).exists()]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.resolve().relative_to(root)).encode() if f.resolve().is_relative_to(root) else f.name.encode())
+        h.update(f.read_bytes())
     return h.hexdigest()
 
 
@@ -61,7 +82,7 @@ def cache_key(model: str, *, target: str, precision: str, img_size: int | None, 
               options: dict[str, Any] | None = None) -> str:
     payload = {
         "model": model, "target": target, "precision": precision, "img_size": img_size, "batch": batch,
-        "options": options or {}, "versions": _versions(), "source": source_digest(),
+        "options": options or {}, "versions": _versions(), "source": source_digest(model, target),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

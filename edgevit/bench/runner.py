@@ -2,6 +2,8 @@
 
 The child's peak RSS comes from `os.wait4(pid, 0)` (its own rusage): `RUSAGE_CHILDREN` would be a
 running maximum over every child so far and would blame one case for another's memory (FIELD_NOTES).
+The wait4 happens in a tiny launcher process, because a child forked from a large parent inherits the
+parent's RSS high-water mark on Linux (see `_LAUNCHER`).
 Output goes to temporary files rather than pipes so that a chatty runtime cannot fill a pipe and
 block the child while the parent sits in `wait4`.
 """
@@ -82,6 +84,20 @@ class CaseResult:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+# Linux keeps a process's peak RSS across exec, and a child forked from this (torch-sized) parent
+# starts with the parent's high-water mark: wait4 on it would report the parent's RSS. So each case
+# goes through this tiny launcher (a fresh interpreter of ~10 MB, importing nothing of ours): it spawns
+# the worker, reaps it with os.wait4 and writes the worker's own ru_maxrss to a file.
+_LAUNCHER = (
+    "import os, sys\n"
+    "out, argv = sys.argv[1], sys.argv[2:]\n"
+    "pid = os.posix_spawn(argv[0], argv, os.environ)\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "open(out, 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status) & 255)\n"
+)
+
+
 def _maxrss_mb(ru_maxrss: int) -> float:
     return ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
 
@@ -97,19 +113,20 @@ def run_case(case: Case, protocol: Protocol, *, timeout_s: float = 900.0, seed: 
     env.pop("EDGEVIT_DEBUG", None)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgevit-bench-") as tmp:
-        spec_path, out_path, err_path = (Path(tmp) / n for n in ("spec.json", "stdout", "stderr"))
+        spec_path, out_path, err_path, rss_path = (Path(tmp) / n for n in ("spec.json", "stdout", "stderr", "rss"))
         spec_path.write_text(json.dumps(spec))
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "edgevit.bench.worker", str(spec_path)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                [sys.executable, "-I", "-c", _LAUNCHER, str(rss_path), sys.executable, "-m", "edgevit.bench.worker",
+                 str(spec_path)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, start_new_session=True,
             )
             timed_out = threading.Event()
 
             def _kill() -> None:
                 timed_out.set()
                 try:
-                    os.kill(proc.pid, signal.SIGKILL)
+                    os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
 
@@ -120,10 +137,15 @@ def run_case(case: Case, protocol: Protocol, *, timeout_s: float = 900.0, seed: 
             finally:
                 timer.cancel()
             proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen consistent
+        rss_text = rss_path.read_text().strip() if rss_path.exists() else ""
+        if rss_text.isdigit():
+            usage_maxrss = int(rss_text)
+        else:  # the launcher died before the worker ended: only its own (inflated) figure is left
+            usage_maxrss = usage.ru_maxrss
         stdout = out_path.read_text(errors="replace")
         stderr = err_path.read_text(errors="replace")
     wall = time.perf_counter() - started
-    peak = round(_maxrss_mb(usage.ru_maxrss), 2)
+    peak = round(_maxrss_mb(usage_maxrss), 2)
     line = next((ln for ln in reversed(stdout.splitlines()) if ln.startswith(RESULT_PREFIX)), None)
     if timed_out.is_set():
         return CaseResult(case, False, f"timed out after {timeout_s:.0f} s", peak_rss_mb=peak, wall_s=wall,

@@ -108,6 +108,11 @@ MD_COLUMNS = (("case", "id"), ("median ms", "median_ms"), ("p90 ms", "p90_ms"), 
               ("published ms", "reference_ms"))
 
 
+# The terminal shows the essentials (the files carry every column).
+TERMINAL_KEYS = ("id", "median_ms", "p90_ms", "p99_ms", None, "min_ms", "runs", "load_ms", "first_ms", "peak_rss_mb",
+                 "model_size_mb", "reference_ms")
+
+
 def _cell(row: dict[str, Any], key: str | None) -> str:
     if key is None:
         return f"{_f(row['mean_ms'])} ± {_f(row['std_ms'])}" if row["ok"] else "—"
@@ -171,12 +176,13 @@ def bench_table(results: "BenchResults") -> "Table":
     caption = (f"{', '.join(s['runtimes'])} {results.versions.get(s['runtimes'][0], '') if s['runtimes'] else ''}; "
                f"{s['threads']} threads; {host_line(results)}")
     table = Table(title=title, caption=caption, header_style="bold")
-    for head, key in MD_COLUMNS:
-        if key in ("params_m",):
-            continue
-        table.add_column(head, justify="left" if key == "id" else "right", no_wrap=key == "id")
+    cols = [(h, k) for h, k in MD_COLUMNS if k in TERMINAL_KEYS]
+    for head, key in cols:
+        table.add_column(head.replace(" ms", "\nms").replace(" MB", "\nMB").replace("mean ± std", "mean±std"),
+                         justify="left" if key == "id" else "right", no_wrap=key in ("id", None))
     for row in rows(results):
-        cells = [_cell(row, k) for _, k in MD_COLUMNS if k != "params_m"]
+        cells = [_cell(row, k) for _, k in cols]
+        cells[0] = cells[0].replace(f"/{row['runtime']}", "").replace(f"/t{row['threads']}", "")  # in the caption
         style = "red" if not row["ok"] else ("dim" if row["id"].startswith("@") else None)
         table.add_row(*cells, style=style)
     return table

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 from edgevit.cli.app import app, console, err_console
@@ -29,10 +30,10 @@ def bench_cmd(
     strict: Annotated[bool, typer.Option(help="Refuse to run a profile's settings on another machine.")] = False,
     reference: Annotated[bool, typer.Option(help="Add the @reference case (the gate normalises by it across "
                                             "machines).")] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write JSON (raw samples); file or directory.")] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write CSV; file or directory.")] = None,
-    md_out: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown; file or directory.")] = None,
-    plot_out: Annotated[Path | None, typer.Option("--plot", help="Latency vs GMACs/params PNG; file or "
+    json_out: Annotated[str | None, typer.Option("--json", help="Write JSON (raw samples); file or directory.")] = None,
+    csv_out: Annotated[str | None, typer.Option("--csv", help="Write CSV; file or directory.")] = None,
+    md_out: Annotated[str | None, typer.Option("--markdown", help="Write Markdown; file or directory.")] = None,
+    plot_out: Annotated[str | None, typer.Option("--plot", help="Latency vs GMACs/params PNG; file or "
                                                   "directory.")] = None,
 ) -> None:
     """Measure latency (median, p90, p99, spread), load time, first inference and peak RSS, one fresh
@@ -73,7 +74,7 @@ def bench_cmd(
     failed = [c for c in res.cases if not c.ok]
     if failed:
         err_console.print(f"[bold red]{len(failed)} case(s) failed:[/] " + "; ".join(f"{c.case.id}: {c.error}" for c in failed))
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)  # typer.Exit is not a click Exit in typer 0.29: app.py would call it a bug
 
 
 def _warn(warnings: list[str]) -> None:
