@@ -54,8 +54,11 @@ def models_cmd(
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="edgevit model zoo", header_style="bold")
-    for col in ("name", "family", "params (M)", "GMACs @224", "published params / GMACs", "top-1 %", "paper"):
-        table.add_column(col, justify="right" if col[0] in "pGt" and col != "paper" else "left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("family", no_wrap=True)
+    for col in ("params (M)", "GMACs @224", "published params / GMACs", "top-1 %"):
+        table.add_column(col, justify="right")
+    table.add_column("paper", no_wrap=True, overflow="ellipsis", max_width=48)
     for r in rows:
         pub = r["published"]
         table.add_row(
@@ -63,12 +66,13 @@ def models_cmd(
             r["family"],
             _fmt(r.get("params_m")),
             _fmt(r.get("gmacs")),
-            f"{_fmt(pub['params_m'])} / {_fmt(pub['gmacs'], '.1f')}",
+            f"{_fmt(pub['params_m'])} / {_fmt(pub['gmacs'])}",
             _fmt(pub["top1"], ".1f"),
             r["paper"],
         )
     console.print(table)
-    console.print("* no official checkpoint (built from the paper's description)", style="dim")
+    if not all(r["official_checkpoint"] for r in rows):
+        console.print("* no official checkpoint (built from the paper's description)", style="dim")
 
 
 @app.command("info")
