@@ -4,7 +4,7 @@ from __future__ import annotations
 from edgevit.cli.app import app
 
 # Each module adds its commands to `app` on import.
-from edgevit.cli import models  # noqa: E402,F401  isort: skip
+from edgevit.cli import models, targets  # noqa: E402,F401  isort: skip
 from edgevit.cli import doctor  # noqa: E402,F401  isort: skip
 from edgevit.cli import export, verify  # noqa: E402,F401  isort: skip
 from edgevit.cli import bench, regress  # noqa: E402,F401  isort: skip
