@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -20,10 +19,10 @@ INTERNAL_ERROR_EXIT = 3
 class _EdgeVitGroup(TyperGroup):
     """Runs a command; EdgeVitError -> one red line and its exit code, tracebacks only with EDGEVIT_DEBUG=1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort, typer.TyperException):  # Typer's own exits and usage errors
             raise
         except EdgeVitError as exc:
             if os.environ.get("EDGEVIT_DEBUG"):
