@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from edgevit.cli.app import app, console, err_console
@@ -74,7 +73,7 @@ def bench_cmd(
     failed = [c for c in res.cases if not c.ok]
     if failed:
         err_console.print(f"[bold red]{len(failed)} case(s) failed:[/] " + "; ".join(f"{c.case.id}: {c.error}" for c in failed))
-        raise click.exceptions.Exit(1)  # typer.Exit is not a click Exit in typer 0.29: app.py would call it a bug
+        raise typer.Exit(1)
 
 
 def _warn(warnings: list[str]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from edgevit.cli.app import app, console, err_console
@@ -51,6 +50,6 @@ def regress_cmd(
     if report.failed:
         bad = [c.id for c in report.cases if c.verdict in ("regression", "error")]
         err_console.print(f"[bold red]latency gate failed:[/] {', '.join(bad)}")
-        raise click.exceptions.Exit(1)  # typer.Exit is not a click Exit in typer 0.29: app.py would call it a bug
+        raise typer.Exit(1)
     if fail_on_improvement and report.wins:
-        raise click.exceptions.Exit(1)  # typer.Exit is not a click Exit in typer 0.29: app.py would call it a bug
+        raise typer.Exit(1)
