@@ -3,7 +3,8 @@
 Options (besides `threads`, which sets `opt.num_threads`):
 - `powersave`: ncnn's CPU set for its thread pool, `ncnn.set_cpu_powersave`: 0 = all cores,
   1 = little cores only, 2 = big cores only. Process-wide in ncnn; only meaningful on big.LITTLE
-  ARM boards. Left untouched when not given.
+  ARM boards. Left untouched when not given; `EDGEVIT_NCNN_POWERSAVE=2` sets it for `edgevit bench`
+  and `edgevit verify`, which pass only `--threads`.
 - `fp16`: force fp16 storage/arithmetic on (True) or off (False). By default it follows the
   artifact's precision: off for fp32 artifacts (so they compare to PyTorch at fp32 tolerances on
   ARM, where ncnn would otherwise store activations in fp16), ncnn's defaults for fp16 artifacts.
@@ -13,6 +14,7 @@ ncnn Mats have no batch axis: `infer` runs one extractor per row and stacks the 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,9 @@ class NcnnRunner(Runner):
 
             self.output_name = _terminal_outputs(layers)[-1]
 
-        powersave = self.options.get("powersave")
+        powersave = self.options.get("powersave", os.environ.get("EDGEVIT_NCNN_POWERSAVE") or None)
+        if powersave is not None and int(powersave) not in (0, 1, 2):  # type: ignore[arg-type]
+            raise ConfigError(f"ncnn powersave must be 0 (all cores), 1 (little) or 2 (big), not {powersave!r}")
         if powersave is not None:
             ncnn.set_cpu_powersave(int(powersave))  # type: ignore[arg-type]
         net = ncnn.Net()
