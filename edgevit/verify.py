@@ -259,8 +259,12 @@ def verify(
     if not tgt.runtime:
         report.reason = f"target {tgt.key} has no runtime in edgevit"
         return report
+    runner_options = dict((side.get("export") or {}).get("verify_runner_options") or {})
+    if runner_options:
+        report.data["runner_options"] = runner_options
+        report.data["runner_note"] = (side.get("export") or {}).get("verify_note", "")
     try:
-        runner = open_runner(tgt.runtime, path, threads=threads)
+        runner = open_runner(tgt.runtime, path, threads=threads, **runner_options)
     except UnavailableError as exc:
         report.reason = str(exc)
         return report

@@ -68,3 +68,20 @@ if "toy_vit" not in _MODELS:
     @register_model(family="toy", paper="test model", official=False, img_size=64, num_classes=10)
     def toy_vit(num_classes: int = 10, **_: object) -> nn.Module:
         return ToyViT(num_classes=num_classes)
+
+
+class BatchLockedViT(ToyViT):
+    """Derives the batch with `len(x)` like FcaFormer's patch merging: exporters fix it silently."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = len(x)
+        x = self.stem(x).reshape(b, self.head.in_features, -1).transpose(1, 2)
+        x = self.norm(self.blocks(x))
+        return self.head(x.mean(1))
+
+
+if "toy_batch_locked" not in _MODELS:
+
+    @register_model(family="toy", paper="test model", official=False, img_size=64, num_classes=10)
+    def toy_batch_locked(num_classes: int = 10, **_: object) -> nn.Module:
+        return BatchLockedViT(num_classes=num_classes)

@@ -170,6 +170,14 @@ def export_onnx(req: ExportRequest) -> ExportResult:
                 batch=1 if req.dynamic_batch else req.batch, options=req.options.get("quant"),
             )
             meta["int8"] = report.as_dict()
+            from edgevit.quantize.onnx_static import default_preset
+
+            if report.preset["key"] != default_preset():
+                # int8 kernels here are not the target's (AVX2 vs ARM dot-product / TensorRT): verify the
+                # QDQ graph's own semantics (unfused DequantizeLinear -> float op), not this host's kernels
+                meta["verify_runner_options"] = {"optimization": "basic"}
+                meta["verify_note"] = (f"preset {report.preset['key']} verified as unfused QDQ on this "
+                                       f"{default_preset()} host; fused-kernel numerics are the target's")
     _set_metadata(out, req, {"opset": meta["opset"], "exporter": meta["exporter"]})
     return ExportResult(artifact=out, metadata=meta)
 

@@ -1,0 +1,156 @@
+"""ORT int8 vs fp32 latency, naive path vs edgevit (a script, not a test; data lives beside it).
+
+For each model: naive fp32 (plain `torch.onnx.export` of the train form), naive int8 (that file +
+`quantize_static` with its defaults), edgevit fp32 and int8 (`edgevit.export`). ORT CPU, batch 1,
+`--threads` intra-op threads, paired interleaved runs (every round runs each variant once, in a
+rotating order, so load from other processes hits all variants alike), median and p90; cosine to
+the PyTorch train form on the photos scikit-image ships.
+
+    python benchmarks/int8_speed.py fcaformer_l1 cas_vit_xs stvit_small --rounds 100 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-300)).mean())
+
+
+def naive_export(name: str, tmp: Path, calib: np.ndarray) -> dict[str, Path]:
+    """The naive path: plain export of the official (train-form) structure + default quantize_static."""
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from edgevit.export import build_reference
+
+    model, _ = build_reference(name)
+    fp32 = tmp / f"{name}_naive_fp32.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.from_numpy(calib[:1]),), str(fp32), input_names=["input"],
+                          output_names=["logits"], dynamo=True, verbose=False)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(calib)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.it, None)
+            return None if x is None else {"input": x[None]}
+
+    int8 = tmp / f"{name}_naive_int8.onnx"
+    quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ)
+    return {"naive_fp32": fp32, "naive_int8": int8}
+
+
+def edgevit_export(name: str, tmp: Path, **kw: Any) -> dict[str, Path]:
+    from edgevit.export import export
+
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for prec in ("fp32", "int8"):
+            r = export(name, precision=prec, output=tmp / f"{name}_edgevit_{prec}.onnx", verify=False, **kw)
+            out[f"edgevit_{prec}"] = r.artifact
+    return out
+
+
+def interleaved(paths: dict[str, Path], x: np.ndarray, threads: int, rounds: int, warmup: int = 10) -> dict[str, Any]:
+    """Paired interleaved latency: every round runs each variant once, order rotating per round."""
+    sessions = {k: _session(p, threads) for k, p in paths.items()}
+    names = list(sessions)
+    for k in names:
+        for _ in range(warmup):
+            sessions[k].run(None, {"input": x})
+    samples: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for k in order:
+            t = time.perf_counter_ns()
+            sessions[k].run(None, {"input": x})
+            samples[k].append((time.perf_counter_ns() - t) / 1e6)
+    return {
+        k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)),
+            "min_ms": float(np.min(v)), "runs": len(v), "samples_ms": [round(s, 4) for s in v]}
+        for k, v in samples.items()
+    }
+
+
+def bench_model(name: str, threads: int, rounds: int, **kw: Any) -> dict[str, Any]:
+    import torch
+
+    from edgevit.export import build_reference
+    from edgevit.quantize.data import embedded_eval_images, from_embedded
+
+    model, _ = build_reference(name)
+    mean, std, size = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 224
+    calib = from_embedded(img_size=size, mean=mean, std=std).calib
+    photos = embedded_eval_images(size, mean, std)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(photos)).numpy()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        paths = {**naive_export(name, tmp, calib), **edgevit_export(name, tmp, **kw)}
+        cosine = {}
+        for k, p in paths.items():
+            s = _session(p, threads)
+            out = np.concatenate([s.run(None, {"input": photos[i : i + 1]})[0] for i in range(len(photos))])
+            cosine[k] = _cos(ref, out)
+        lat = interleaved(paths, photos[:1], threads, rounds)
+    return {k: {**lat[k], "cosine_vs_torch": cosine[k]} for k in paths}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="*", default=["fcaformer_l1", "cas_vit_xs", "stvit_small"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=100)
+    ap.add_argument("--preset", default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also write raw samples and environment here")
+    args = ap.parse_args()
+    import onnxruntime
+    import torch
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+           "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": args.threads,
+           "load_avg_at_start": os.getloadavg(),
+           "note": "shared 2-core machine: other engineers' jobs ran concurrently; compare variants within a run"}
+    results = {}
+    for name in args.models:
+        res = bench_model(name, args.threads, args.rounds, preset=args.preset)
+        results[name] = res
+        base = res["naive_fp32"]["median_ms"]
+        print(f"\n{name} (ORT {onnxruntime.__version__}, {args.threads} threads, batch 1, {args.rounds} paired rounds)")
+        print(f"{'variant':14} {'median ms':>10} {'p90 ms':>8} {'vs naive fp32':>14} {'cosine':>9}")
+        for k, v in res.items():
+            print(f"{k:14} {v['median_ms']:10.2f} {v['p90_ms']:8.2f} {base / v['median_ms']:13.2f}x {v['cosine_vs_torch']:9.5f}")
+    env["load_avg_at_end"] = os.getloadavg()
+    print(f"\nload average start {env['load_avg_at_start']}, end {env['load_avg_at_end']} (shared machine)")
+    if args.json:
+        args.json.write_text(json.dumps({"env": env, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
