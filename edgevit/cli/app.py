@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from edgevit.errors import EdgeVitError
@@ -28,7 +29,7 @@ class _EdgeVitGroup(TyperGroup):
             if os.environ.get("EDGEVIT_DEBUG"):
                 raise
             # soft_wrap: Rich would otherwise break a long path over lines; the contract is one line
-            err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(_one_line(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[red]interrupted[/]")
@@ -37,7 +38,7 @@ class _EdgeVitGroup(TyperGroup):
             if os.environ.get("EDGEVIT_DEBUG"):
                 raise
             err_console.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {_one_line(exc)} "
+                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(_one_line(exc))} "
                 "(rerun with EDGEVIT_DEBUG=1 for the traceback)",
                 highlight=False,
                 soft_wrap=True,
