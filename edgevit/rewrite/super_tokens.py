@@ -1,21 +1,24 @@
-"""Deploy form of STViT's super token attention (STA): static, rank-4, im2col/col2im-free.
+"""Deploy form of STViT's super token attention (STA): static, rank <= 4, im2col/col2im-free.
 
 Export failures of the train form this removes:
 - `F.fold` (col2im) exports as Col2Im, which needs opset 18 and is missing or patchy across runtimes
-  (onnx/onnx#4106, #5415); Core ML has no col2im (timm PR #1708). The official code's substitute, an
-  identity-kernel ConvTranspose over channels reshaped into the batch, breaks ncnn/pnnx (batch axis
-  must stay the batch) and costs a ConvTranspose per fold. Here unfold is 9 shifted slices of a padded
-  tensor and fold is the sum of 9 shifted slices of a padded tensor (Pad, Slice, Add).
-- `F.adaptive_avg_pool2d(x, (H // h, W // w))` with shape-derived sizes fails dynamic-shape export
-  (pytorch/pytorch#42653); here it is `avg_pool2d` with kernel = stride = super-token size, and the
-  padding is computed once for the recorded export resolution.
+  (onnx/onnx#4106, #5415); Core ML has no col2im (timm PR #1708); `F.unfold` (im2col) exports as Gathers
+  on constant index tensors. The official code's substitute, identity-kernel conv / ConvTranspose over
+  channels reshaped into the batch, breaks ncnn/pnnx (the batch axis must stay the batch). Here the 3x3
+  neighbourhood unfold over the small super-token grid is a product with a constant 0/1 neighbour matrix
+  (N x 9N, zero padding built in) and fold is the product with the same matrix from the other side;
+  above `MAX_CELLS_FOR_MATRIX` cells, 9 shifted slices of a padded tensor (fold: their adjoint sum).
+- `F.adaptive_avg_pool2d(x, (H // h, W // w))` with shape-derived sizes fails the TorchScript exporter
+  ("output_size is not constant") and dynamic-shape export (pytorch/pytorch#42653); here it is
+  `avg_pool2d` with kernel = stride = super-token size, padding computed once for the recorded
+  resolution (`DeploySuperTokenAttention.resolution`).
 - The `no_grad` affinity iterations are unrolled for the fixed `n_iter` (no grad-mode nodes, no Loop).
-- The rank-6 window partition `reshape(B, C, hh, h, ww, w).permute(...)` (rejected by pnnx/ncnn, which
-  handle at most rank 4 with batch) is done with rank-4 reshapes and transposes.
-- The refine attention gets q/k/v by splitting the projection first (no rank-5 reshape) and takes its
-  softmax over the last axis; the attention scale is folded into the q weights.
+- The rank-6 window partition `reshape(B, C, hh, h, ww, w).permute(...)` (pnnx/ncnn handle at most rank 4
+  with batch) is done with rank-4 reshapes and transposes; q/k/v are split on a rank-4 tensor with
+  static split sizes; all sizes are Python ints, so traced graphs carry no Shape/Gather chains.
 - The custom autograd Swish ("Couldn't export Python operator SwishImplementation", pytorch#56458)
   becomes nn.SiLU.
+BatchNorm/layer-scale folding and the residual depthwise conv's identity live in the blocks' `fuse()`.
 """
 from __future__ import annotations
 
