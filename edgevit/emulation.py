@@ -18,11 +18,15 @@ Public API (the armv7 / ncnn work imports it too)::
     proc = guest.python(["/tmp/x/script.py", "arg"])  # CompletedProcess; paths are host paths
     outs = emu.run_onnx(guest, {"m": Path("m.onnx")}, x)   # {"m": logits (N, ...)} computed on the guest
 
-    emu.ARMHF (qemu-arm-static -cpu cortex-a15, Debian armhf python3-numpy via `debian_packages`)
+    # armv7: numpy from Debian (PyPI has no armv7 numpy), ncnn's manylinux_2_31_armv7l wheel
+    g7 = emu.ensure_guest(emu.ARMHF, debian_packages=["python3-numpy"], wheels=["ncnn==1.0.20261020"],
+                          no_deps=True)
 
 Paths handed to the guest are host paths: qemu's `-L` prefix serves a path from the rootfs when it
 exists there and from the host otherwise, so use paths that do not exist inside the rootfs (anything
-under /tmp/<new dir>, the repository, ~/.cache).
+under /tmp/<new dir>, the repository, ~/.cache). Address files inside the rootfs by their host path
+too (`guest.rootfs / "usr/..."`): qemu-arm 7.2 applies the prefix to open() but not to stat() of a
+32-bit guest, so guest-absolute paths half-work on armhf.
 """
 from __future__ import annotations
 
@@ -92,6 +96,10 @@ ARM64 = GuestArch(
     qemu="qemu-aarch64-static",
     wheel_platforms=("manylinux_2_28_aarch64", "manylinux2014_aarch64", "linux_aarch64"),
     cpuinfo_entry=_CPUINFO_A76,
+    # The Raspberry Pi 5 core, matching the cpuinfo above: ORT picks its kernels from the hwcaps qemu
+    # reports (dot product, no SVE/i8mm), as on the board; qemu's default "max" would add SVE/i8mm.
+    # dataclasses.replace(ARM64, qemu_cpu="cortex-a72") checks the Pi 4's path (no dot product).
+    qemu_cpu="cortex-a76",
 )
 
 ARMHF = GuestArch(
@@ -175,16 +183,42 @@ def build_rootfs(
     if mirror:
         cmd.append(mirror)
     try:
-        _run(cmd)
+        try:
+            _run(cmd)
+        except RuntimeError:
+            # A mirror mid-sync (seen: security.debian.org's armhf index) fails apt-get update; retry
+            # once with the main archive alone. The guest only runs tests, security updates do not matter.
+            if mirror:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            _run([*cmd, "http://deb.debian.org/debian"])
         if rootfs.exists():
             shutil.rmtree(rootfs)
         tmp.rename(rootfs)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    link_alternatives(rootfs)
     write_cpuinfo(rootfs, arch)
     stamp.write_text(json.dumps(recipe, indent=1) + "\n")
     return rootfs
+
+
+def link_alternatives(rootfs: Path) -> list[Path]:
+    """Create the BLAS/LAPACK links that update-alternatives would have made; returns the new links.
+
+    `--variant=extract` runs no maintainer scripts, so Debian's python3-numpy fails to import with
+    "libblas.so.3: cannot open shared object file" until /usr/lib/<triplet>/libblas.so.3 exists.
+    """
+    made: list[Path] = []
+    for lib in sorted((rootfs / "usr" / "lib").glob("*-linux-gnu*/*/lib*.so.3")):
+        if lib.parent.name not in ("blas", "lapack", "openblas-pthread"):
+            continue
+        link = lib.parent.parent / lib.name
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(Path(lib.parent.name) / lib.name)
+            made.append(link)
+    return made
 
 
 def write_cpuinfo(rootfs: Path, arch: GuestArch) -> None:
@@ -197,15 +231,19 @@ def write_cpuinfo(rootfs: Path, arch: GuestArch) -> None:
     (proc / "cpuinfo").write_text(arch.cpuinfo())
 
 
-def pip_install(rootfs: Path, arch: GuestArch, wheels: Sequence[str], *, python_version: str = "3.11") -> str:
+def pip_install(
+    rootfs: Path, arch: GuestArch, wheels: Sequence[str], *, python_version: str = "3.11", no_deps: bool = False,
+) -> str:
     """Install binary wheels for the guest into ROOTFS/opt/edgevit-site/<hash>; returns the guest path.
 
     Runs the *host* pip with --platform/--target (only wheels: nothing is compiled). One directory per
-    wheel set, so different pins coexist and a finished set is reused.
+    wheel set, so different pins coexist and a finished set is reused. `no_deps` for armhf, where a
+    dependency such as numpy has no wheel and comes from a Debian package instead.
     """
     if not wheels:
         return ""
-    spec = {"wheels": sorted(wheels), "platforms": arch.wheel_platforms, "python": python_version}
+    spec = {"wheels": sorted(wheels), "platforms": arch.wheel_platforms, "python": python_version,
+            "no_deps": no_deps}
     guest_dir = f"{SITE}/{_digest(spec)}"
     target = rootfs / guest_dir.lstrip("/")
     stamp = target / ".edgevit-done"
@@ -218,6 +256,8 @@ def pip_install(rootfs: Path, arch: GuestArch, wheels: Sequence[str], *, python_
            "--implementation", "cp"]
     for plat in arch.wheel_platforms:
         cmd += ["--platform", plat]
+    if no_deps:
+        cmd.append("--no-deps")
     _run([*cmd, *wheels])
     stamp.write_text(json.dumps(spec, indent=1) + "\n")
     return guest_dir
@@ -229,7 +269,7 @@ class Guest:
 
     arch: GuestArch
     rootfs: Path
-    pythonpath: list[str] = field(default_factory=list)  # guest paths
+    pythonpath: list[str] = field(default_factory=list)  # host paths (see ensure_guest)
     python_bin: str = "/usr/bin/python3"
 
     def command(self, argv: Sequence[str]) -> list[str]:
@@ -289,14 +329,19 @@ def ensure_guest(
     extra_pythonpath: Sequence[str] = (),
     suite: str = "bookworm",
     root: Path | None = None,
+    no_deps: bool = False,
 ) -> Guest:
     """Build or reuse the rootfs, install `wheels` into it, refresh cpuinfo; return a runnable Guest."""
     if shutil.which(arch.qemu) is None:
         require_tools(arch)
     rootfs = build_rootfs(arch, debian_packages=debian_packages, suite=suite, root=root)
+    link_alternatives(rootfs)  # cheap; also repairs rootfs trees built before this step existed
     write_cpuinfo(rootfs, arch)
-    site = pip_install(rootfs, arch, wheels)
-    return Guest(arch=arch, rootfs=rootfs, pythonpath=[p for p in (site, *extra_pythonpath) if p])
+    site = pip_install(rootfs, arch, wheels, no_deps=no_deps)
+    # Host paths, not guest paths: qemu-arm 7.2 does not apply the -L prefix to stat() (statx) of a
+    # 32-bit guest, so Python's import system cannot see /opt/... there, while host paths work everywhere.
+    site_host = str(rootfs / site.lstrip("/")) if site else ""
+    return Guest(arch=arch, rootfs=rootfs, pythonpath=[p for p in (site_host, *extra_pythonpath) if p])
 
 
 # Runs on the guest: numpy + onnxruntime only. Every model on every input row, batch 1 each

@@ -2,12 +2,15 @@
 
 Runs benchmarks/arm64_emulation.py (aarch64 ONNX Runtime in a Debian arm64 rootfs under
 qemu-aarch64-static) and checks its report: fp32 within the conformance bound of x86 ORT and of the
-PyTorch model, int8 cosine >= 0.999 against x86 int8 on every image. Takes minutes (emulation is
+PyTorch model, int8 cosine >= 0.999 against x86 int8 on every image (the arm64-preset int8 against
+fp32 instead where this x86 CPU lacks VNNI and its u8s8 kernels saturate; the reduce_range int8 always
+against x86 int8). Takes minutes to hours (emulation is
 ~200x slower than native) and needs mmdebstrap + qemu-user-static, so it is deselected by default:
 
     pytest -m emulation tests/test_arm64_emulation.py
 
-EDGEVIT_EMU_MODELS (space-separated) and EDGEVIT_EMU_IMAGES narrow the run.
+EDGEVIT_EMU_MODELS (space-separated) and EDGEVIT_EMU_IMAGES (default 4) narrow the run;
+EDGEVIT_EMU_JOBS runs that many guest processes at once (default 1).
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
         pytest.skip(f"{', '.join(missing)} missing: apt-get install mmdebstrap qemu-user-static")
     out = tmp_path_factory.mktemp("arm64")
     cmd = [sys.executable, str(SCRIPT), "--json", str(out / "report.json"),
-           "--images", os.environ.get("EDGEVIT_EMU_IMAGES", "8"),
+           "--images", os.environ.get("EDGEVIT_EMU_IMAGES", "4"),
+           "--jobs", os.environ.get("EDGEVIT_EMU_JOBS", "1"),
            "--workdir", str(out / "artifacts")]
     if models := os.environ.get("EDGEVIT_EMU_MODELS"):
         cmd += ["--models", *models.split()]
@@ -64,10 +68,12 @@ def test_fp32_matches_x86_and_torch_within_conformance_bound(report: dict) -> No
 
 
 def test_int8_cosine_vs_x86_int8(report: dict) -> None:
-    int8 = [c for c in report["checks"] if c["precision"] == "int8"]
+    int8 = [c for c in report["checks"] if c["precision"] in ("int8", "int8rr")]
     assert int8
     for c in int8:
-        assert c["cosine_min"] >= 0.999, c
+        assert c["passed"], c
+        if c["precision"] == "int8rr" or report["host_vnni"]:
+            assert c["cosine_min"] >= 0.999, c  # strictly against x86 where x86 cannot saturate
 
 
 def test_no_timings_reported(report: dict) -> None:
