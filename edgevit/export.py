@@ -356,8 +356,8 @@ def export(
                          "embedded_photos": int(len(images) - len(calib.holdout)), "images": int(len(images))}
             report = run_verify(tmp.path, reference_model=ref_model, images=images, data_info=data_info,
                                 precision=precision, target=tgt.key, threads=threads)
+            report.artifact = str(final)  # reports name the artifact the user gets, not the temp name
             side["verification"] = report.as_dict()
-            side["verification"]["artifact"] = final.name
             if report.executed and not report.passed:
                 raise VerificationError(
                     f"{final.name} does not match the PyTorch reference ({precision}): {report.reason}"
