@@ -43,17 +43,20 @@ CASES = (  # (target, precision, runtime, suffix)
     ("executorch", "fp32", "executorch", ".pte"),
     ("executorch", "int8", "executorch", ".pte"),
 )
+# Extra timed variants of an exported artifact: (key suffix, case key, runner options). ncnn's packed
+# layout is its ARM fast path but was several times slower on this x86 host, so both are measured.
+VARIANTS = (("nopack", "ncnn/fp32", {"packing": False}),)
 
 
 # ------------------------------------------------------------------------------------------ worker
 
-def worker(runtime: str, artifact: str, threads: int, img_size: int) -> None:
+def worker(runtime: str, artifact: str, threads: int, img_size: int, options: str = "{}") -> None:
     """Load one artifact, then answer `N` lines on stdin with N timings (ms, JSON list) on stdout."""
     from edgevit.runtimes import open_runner
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 3, img_size, img_size)).astype(np.float32)
-    runner = open_runner(runtime, Path(artifact), threads=threads)
+    runner = open_runner(runtime, Path(artifact), threads=threads, **json.loads(options))
     for _ in range(5):  # warm-up
         runner.infer(x)
     print(json.dumps({"ready": True}), flush=True)
@@ -117,6 +120,9 @@ def export_all(models: list[str], workdir: Path, reuse: bool) -> tuple[dict[str,
                 **({"layers": exp["layers"]} if "layers" in exp else {}),
             }
             arts[key] = out
+        for suffix, case, _ in VARIANTS:
+            arts[f"{name}/{case}-{suffix}"] = arts[f"{name}/{case}"]
+            facts[f"{name}/{case}-{suffix}"] = facts[f"{name}/{case}"]
     return arts, facts
 
 
@@ -127,8 +133,10 @@ def measure(arts: dict[str, Path], *, threads: int, rounds: int, block: int, img
     try:
         for key, path in arts.items():
             runtime = {"onnx": "onnxruntime", "ncnn": "ncnn", "executorch": "executorch"}[key.split("/")[1]]
+            options = next((o for sfx, case, o in VARIANTS if key.endswith(f"{case}-{sfx}")), {})
             procs[key] = subprocess.Popen(
-                [sys.executable, __file__, "--worker", runtime, str(path), str(threads), str(img_size)],
+                [sys.executable, __file__, "--worker", runtime, str(path), str(threads), str(img_size),
+                 json.dumps(options)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         for key, p in procs.items():  # wait until every worker has loaded and warmed up
             while True:
@@ -194,14 +202,15 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {target} | {precision} | {s['median_ms']:.1f} | {s['p90_ms']:.1f} | "
                      f"{s['p10_ms']:.1f} | {ratio} | {f.get('verified')} | {cos} | {note} |")
     lines += ["", "ncnn int8: not offered (ncnn2table/ncnn2int8 are not on PyPI or in Debian bookworm); "
-              "ncnn fp16 = fp16 weight storage (x86 computes in fp32).", ""]
+              "ncnn fp16 = fp16 weight storage (x86 computes in fp32). ncnn fp32-nopack = the same fp32 "
+              "artifact with `use_packing_layout` off (runner option packing=False).", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
-        worker(argv[1], argv[2], int(argv[3]), int(argv[4]))
+        worker(argv[1], argv[2], int(argv[3]), int(argv[4]), argv[5] if len(argv) > 5 else "{}")
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
