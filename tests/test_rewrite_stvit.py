@@ -158,9 +158,9 @@ def test_deploy_rejects_other_resolution(tiny_pair):
         dep(torch.randn(1, 3, 96, 96))
 
 
-def test_small_torchscript_onnx_and_trace_conform():
-    """stvit_small deploy form -> ONNX (TorchScript exporter, dynamic batch) in ORT and torch.jit.trace:
-    both within the official conformance bound at batch 2."""
+def test_small_torchscript_onnx_conforms():
+    """stvit_small deploy form -> ONNX (TorchScript exporter, dynamic batch) -> ORT: within the official
+    conformance bound at batch 2 (torch.jit.trace is checked on tiny below, to stay fast)."""
     name = "stvit_small"
     _, dep, _ = _small()
     x = conformance.reference_input(name, 2)
@@ -168,9 +168,6 @@ def test_small_torchscript_onnx_and_trace_conform():
     _check_graph(proto)
     out = _ort(proto.SerializeToString()).run(None, {"input": x.numpy()})[0]
     conformance.assert_conforms(name, out)
-    with torch.inference_mode():
-        traced = torch.jit.trace(dep, x)
-        conformance.assert_conforms(name, traced(x))
 
 
 def test_tiny_exports_dynamo_and_beats_naive(tiny_pair):
