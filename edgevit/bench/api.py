@@ -237,7 +237,8 @@ def plan(
     seen: set[str] = set()
     for c in cases:
         if c.id in seen:
-            raise ConfigError(f"two inputs give the same case {c.id!r}; rename one of the artifacts")
+            raise ConfigError(f"two inputs give the same case {c.id!r} (same model, runtime, precision, batch "
+                              "and threads); bench them in separate runs")
         seen.add(c.id)
     all_precisions = sorted({c.precision for c in cases if not c.reference})
     return Plan(prof, host, cases, warnings, used_runtimes, all_precisions, n_threads, batches, note)
@@ -277,20 +278,22 @@ def _file_cases(path: Path, runtime: str | None, precisions: list[str], batches:
         used.append(tgt.runtime)
     info = {"img_size": side.get("img_size"), "params": side.get("params"), "macs": side.get("macs")}
     model = side.get("model") if isinstance(side.get("model"), str) else None
-    case = _case(path, None, tgt.runtime, tgt.key, precision, batch, threads, info)
-    case.model = model
+    # An exported artifact is "this model at this precision": same case id as benching the model by
+    # name, so a baseline made from names can judge an artifact put in its place (and vice versa).
+    case = _case(path, model, tgt.runtime, tgt.key, precision, batch, threads, info)
     return [case]
 
 
 def reference_case(threads: int, cache_root: Path | None = None) -> Case:
     """The machine-speed reference (a fixed synthetic ONNX conv stack, see `synthetic`)."""
     from edgevit.bench.cache import cache_dir
-    from edgevit.bench.synthetic import REFERENCE_LAYERS, REFERENCE_NAME, conv_stack_macs, reference_artifact
+    from edgevit.bench import synthetic as syn
 
-    path = reference_artifact(cache_root or cache_dir())
-    info = {"img_size": 32, "macs": conv_stack_macs(REFERENCE_LAYERS)}
+    path = syn.reference_artifact(cache_root or cache_dir())
+    info = {"img_size": syn.REFERENCE_SIZE, "macs": syn.conv_stack_macs(
+        syn.REFERENCE_LAYERS, channels=syn.REFERENCE_CHANNELS, size=syn.REFERENCE_SIZE)}
     case = _case(path, None, "onnxruntime", "onnx", "fp32", 1, threads, info)
-    case.id = case_id(REFERENCE_NAME, "onnxruntime", "fp32", 1, threads)
+    case.id = case_id(syn.REFERENCE_NAME, "onnxruntime", "fp32", 1, threads)
     case.reference = True
     return case
 

@@ -55,6 +55,7 @@ class GateSettings:
     rel_tolerance: float = 0.10
     abs_floor_ms: float = 0.5
     statistic: str = "median"  # median | p25 | p10: what the gate compares (see edgevit.bench.regress)
+    normalize: str = "auto"  # auto (across machines) | always (shared, drifting machines) | never
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {  # key -> (types, r
 }
 _REF_FIELDS = {"model": str, "latency_ms": (int, float), "threads": int, "batch": int,
                "memory_mb": (int, float), "source": str}
-_GATE_FIELDS = {"rel_tolerance": (int, float), "abs_floor_ms": (int, float), "statistic": str}
+_GATE_FIELDS = {"rel_tolerance": (int, float), "abs_floor_ms": (int, float), "statistic": str, "normalize": str}
 
 
 def _err(where: str, msg: str) -> ConfigError:
@@ -182,7 +183,9 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
             _check_type(where, f"gate.{key}", gate_raw[key], types)
     if gate_raw.get("statistic", "median") not in ("median", "p25", "p10"):
         raise _err(where, f"gate.statistic must be median, p25 or p10, got {gate_raw['statistic']!r}")
-    gate = GateSettings(**{k: v if k == "statistic" else float(v) for k, v in gate_raw.items()})
+    if gate_raw.get("normalize", "auto") not in ("auto", "always", "never"):
+        raise _err(where, f"gate.normalize must be auto, always or never, got {gate_raw['normalize']!r}")
+    gate = GateSettings(**{k: v if k in ("statistic", "normalize") else float(v) for k, v in gate_raw.items()})
     if not 0 < gate.rel_tolerance < 5:
         raise _err(where, f"gate.rel_tolerance must be in (0, 5), got {gate.rel_tolerance}")
     if gate.abs_floor_ms < 0:

@@ -5,7 +5,8 @@ Pure code over data files (no measuring here). For each case present in both:
 1. ratio = median(current) / median(baseline) (or the profile's `statistic`, e.g. p25 on a shared,
    contended machine where interference only ever adds time), with a bootstrap confidence interval obtained by
    resampling both raw sample sets (distributions, not single numbers);
-2. if the two files come from different machines (host fingerprint differs) or `normalize="always"`,
+2. if the two files come from different machines (host fingerprint differs) or `normalize="always"`
+   (the profile's `gate.normalize`; `host` uses it because its machine's speed drifts with shared load),
    divide by the same ratio of the reference case (`@reference`, a fixed synthetic ONNX model measured
    in the same run), resampled jointly, so a 2x slower CI machine does not read as a 2x regression;
 3. verdict: *regression* when the CI lies entirely above 1 and the ratio exceeds 1 + tolerance and the
@@ -137,10 +138,11 @@ def _by_id(res: "BenchResults") -> dict[str, Any]:
 
 
 def _gate_settings(profile_name: str, tolerance: float | None, floor_ms: float | None, statistic: str | None,
-                   baseline: "BenchResults") -> tuple[float, float, str, str]:
-    """Tolerance, floor and statistic: explicit values, else the profile's `gate:`, else the baseline's copy."""
-    if tolerance is not None and floor_ms is not None and statistic is not None:
-        return tolerance, floor_ms, statistic, "given"
+                   normalize: str | None, baseline: "BenchResults") -> tuple[float, float, str, str, str]:
+    """Tolerance, floor, statistic and normalisation: explicit values, else the profile's `gate:`, else
+    the copy of the profile stored in the baseline file."""
+    if None not in (tolerance, floor_ms, statistic, normalize):
+        return tolerance, floor_ms, statistic, normalize, "given"  # type: ignore[return-value]
     gate: dict[str, Any] = {}
     source = "profile"
     try:
@@ -153,7 +155,8 @@ def _gate_settings(profile_name: str, tolerance: float | None, floor_ms: float |
     tol = tolerance if tolerance is not None else float(gate.get("rel_tolerance", 0.10))
     floor = floor_ms if floor_ms is not None else float(gate.get("abs_floor_ms", 0.5))
     stat = statistic or str(gate.get("statistic", "median"))
-    return tol, floor, stat, source
+    norm = normalize or str(gate.get("normalize", "auto"))
+    return tol, floor, stat, norm, source
 
 
 def compare(
@@ -163,36 +166,39 @@ def compare(
     tolerance: float | None = None,
     floor_ms: float | None = None,
     confidence: float = 0.95,
-    normalize: str = "auto",
+    normalize: str | None = None,
     statistic: str | None = None,
     n_boot: int = 2000,
 ) -> RegressReport:
     """Compare two results case by case (see the module docstring for the rule)."""
-    if normalize not in NORMALIZE:
-        raise ConfigError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
     if not 0.5 <= confidence < 1:
         raise ConfigError(f"confidence must be in [0.5, 1), got {confidence}")
     profile = baseline.setup.get("profile", "host")
     if current.setup.get("profile") != profile:
         raise ConfigError(f"current results are for profile {current.setup.get('profile')!r}, "
                           f"the baseline for {profile!r}: compare like with like")
-    tol, floor, stat, source = _gate_settings(profile, tolerance, floor_ms, statistic, baseline)
+    tol, floor, stat, norm, source = _gate_settings(profile, tolerance, floor_ms, statistic, normalize, baseline)
+    if norm not in NORMALIZE:
+        raise ConfigError(f"normalize must be one of {', '.join(NORMALIZE)}, got {norm!r}")
+    normalize = norm
     if stat not in STATISTICS:
         raise ConfigError(f"statistic must be one of {', '.join(STATISTICS)}, got {stat!r}")
     q = STATISTICS[stat]
     if tol <= 0 or floor < 0:
         raise ConfigError(f"tolerance must be > 0 and the floor >= 0 (got {tol}, {floor})")
     cur, base = _by_id(current), _by_id(baseline)
-    notes = [f"statistic {stat}, tolerance {tol:.0%} and floor {floor:g} ms from the {source}"]
+    notes = [f"statistic {stat}, tolerance {tol:.0%}, floor {floor:g} ms, normalise {normalize} (from the {source})"]
     bfp = baseline.setup.get("host_fingerprint", "")
     cfp = current.setup.get("host_fingerprint", "")
     ref_c = next((c for c in current.cases if c.case.reference and c.ok), None)
     ref_b = next((c for c in baseline.cases if c.case.reference and c.ok), None)
     want_norm = normalize == "always" or (normalize == "auto" and bfp != cfp)
-    normalized = bool(want_norm and ref_c and ref_b)
+    same_ref = bool(ref_c and ref_b and ref_c.case.artifact_sha256 == ref_b.case.artifact_sha256)
+    normalized = want_norm and same_ref
     ref_ratio = None
     if want_norm and not normalized:
-        notes.append("normalisation wanted but the reference case is missing from one file: raw ratios used")
+        why = "is missing from one file" if not (ref_c and ref_b) else "differs between the files (other edgevit)"
+        notes.append(f"normalisation wanted but the reference case {why}: raw ratios used")
     if normalized:
         assert ref_c and ref_b
         ref_ratio = _median(ref_c.samples_ms, q) / _median(ref_b.samples_ms, q)
@@ -250,7 +256,7 @@ def _judge(cid: str, cur: Sequence[float], base: Sequence[float], tol: float, fl
 
 def regress(current: "str | Path | BenchResults", baseline: "str | Path | BenchResults", *,
             tolerance: float | None = None, floor_ms: float | None = None, confidence: float = 0.95,
-            normalize: str = "auto", statistic: str | None = None, update: bool = False) -> RegressReport:
+            normalize: str | None = None, statistic: str | None = None, update: bool = False) -> RegressReport:
     """Library entry of `edgevit regress`: load both files, compare, optionally write `current` as the
     new baseline (`update=True`). The caller decides what a failing report means (CLI: exit code 1)."""
     from edgevit.bench.api import BenchResults, load_results

@@ -16,8 +16,8 @@ def regress_cmd(
     tolerance: Annotated[float | None, typer.Option(help="Relative tolerance (default: the profile's gate).")] = None,
     floor_ms: Annotated[float | None, typer.Option(help="Absolute floor in ms (default: the profile's gate).")] = None,
     confidence: Annotated[float, typer.Option(help="Confidence of the bootstrap interval.")] = 0.95,
-    normalize: Annotated[str, typer.Option(help="auto (across machines), always or never: divide by the "
-                                           "@reference case's ratio.")] = "auto",
+    normalize: Annotated[str | None, typer.Option(help="auto (across machines), always or never: divide by the "
+                                                  "@reference case's ratio (default: the profile's gate).")] = None,
     statistic: Annotated[str | None, typer.Option(help="median, p25 or p10 (default: the profile's gate).")] = None,
     update: Annotated[bool, typer.Option("--update", help="Write the current results as the new baseline.")] = False,
     markdown: Annotated[Path | None, typer.Option(help="Write the Markdown report (CI summary) here.")] = None,
