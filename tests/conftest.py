@@ -8,7 +8,8 @@ import torch
 
 os.environ.setdefault("EDGEVIT_TEST", "1")
 torch.manual_seed(0)
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# under pytest-xdist each worker gets one thread, so workers do not fight over the 2 cores
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture
