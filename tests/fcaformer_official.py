@@ -18,5 +18,9 @@ FIXTURES = ["fcaformer_l1", "fcaformer_l2", "fcaformer_l3", "fcaformer_l4",
 
 @cache
 def official_model(name: str) -> nn.Module:
-    """edgevit's `name` with the fixture's official state dict loaded strictly, in eval mode."""
-    return edgevit.create_model(name, checkpoint=official_state_dict(name)).eval()
+    """edgevit's `name` with the fixture's official state dict loaded strictly, in eval mode.
+
+    `init_weights=False` skips the random init the checkpoint overwrites anyway (most of the build
+    time of L3/L4); the default path is covered by the wrapped-checkpoint test and the zoo tests.
+    """
+    return edgevit.create_model(name, checkpoint=official_state_dict(name), init_weights=False).eval()

@@ -22,7 +22,7 @@ def test_official_checkpoint_conforms(name):
 def test_wrapped_checkpoint_loads():
     sd = official_state_dict("fcaformer_l1")
     wrapped = {"model": {f"module.{k}": v for k, v in sd.items()}, "epoch": 300}
-    model = edgevit.create_model("fcaformer_l1", checkpoint=wrapped).eval()
+    model = edgevit.create_model("fcaformer_l1", checkpoint=wrapped, init_weights=False).eval()
     with torch.no_grad():
         assert_conforms("fcaformer_l1", model(reference_input("fcaformer_l1", 1)))
 
@@ -30,7 +30,7 @@ def test_wrapped_checkpoint_loads():
 @pytest.mark.parametrize("name, published, tol", [("fcaformer_l1", 6.2, 0.01), ("fcaformer_l2", 16.3, 0.01),
                                                   ("fcaformer_l0", 5.9, 0.03)])
 def test_parameter_counts(name, published, tol):
-    model = official_model(name) if name in FIXTURES else edgevit.create_model(name)
+    model = official_model(name) if name in FIXTURES else edgevit.create_model(name, init_weights=False)
     params_m = count_params(model) / 1e6
     assert abs(params_m - published) <= tol * published, params_m
 
@@ -43,7 +43,7 @@ def test_cross_token_window():
     assert [b.attn.num_cross for b in fca.stages[2].blocks][-3:] == [11, 12, 12]
     assert [b.attn.num_cross for b in cab.stages[2].blocks][-3:] == [11, 12, 13]
     with torch.no_grad():  # cross-token counts match the bias shapes only if the window slicing is right
-        assert fca.eval()(torch.randn(2, 3, 64, 64)).shape == cab.eval()(torch.randn(2, 3, 64, 64)).shape
+        assert fca.eval()(torch.randn(1, 3, 64, 64)).shape == cab.eval()(torch.randn(1, 3, 64, 64)).shape
 
 
 @pytest.mark.parametrize("family", [fcaformer, cabvit])

@@ -19,6 +19,9 @@ from tests.fcaformer_official import FIXTURES, official_model
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+BLOCKED = ("ConvTranspose", "PythonOp", "Loop", "If", "Scan")
+DEEP = dict(embed_dims=(8, 8, 16, 16), depths=(1, 1, 14, 1), num_heads=(2, 2), img_size=64)  # window binds
+SHIFTED = ("running_mean", "cross_bias", "attention_biases", "gamma", "gamma_1", "gamma_2")
 TRAIN_ONLY = (fcaformer.CrossAttention, fcaformer.ConvNorm, nn.BatchNorm2d, DropPath, nn.Dropout)
 
 
@@ -46,7 +49,7 @@ def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
                 continue
             if name.endswith(("running_var", "cross_scale")):
                 t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif name.endswith(("running_mean", "cross_bias", "attention_biases", "gamma", "gamma_1", "gamma_2")):
+            elif name.endswith(SHIFTED):
                 t.copy_(torch.randn(t.shape, generator=g) * 0.2)
     return model.eval()
 
@@ -57,10 +60,9 @@ def _max_err(a: torch.Tensor | np.ndarray, b: torch.Tensor) -> tuple[float, floa
 
 
 @pytest.mark.parametrize("build", [
-    lambda: fcaformer.PlainFcaFormer(img_size=64, embed_dim=32, depth=4, num_heads=2),  # class token, no pos bias
-    lambda: fcaformer.FcaFormer(embed_dims=(8, 8, 16, 16), depths=(1, 1, 14, 1), num_heads=(2, 2), img_size=64),
-    lambda: fcaformer.FcaFormer(embed_dims=(8, 8, 16, 16), depths=(1, 1, 14, 1), num_heads=(2, 2), img_size=64,
-                                window=None),
+    lambda: fcaformer.PlainFcaFormer(img_size=64, embed_dim=32, depth=4, num_heads=2),  # class token
+    lambda: fcaformer.FcaFormer(**DEEP),
+    lambda: fcaformer.FcaFormer(**DEEP, window=None),
 ], ids=["plain_fcaformer", "window12_depth14", "unbounded_depth14"])
 def test_deploy_same_function_without_fixture(build):
     model = _randomise(build())
@@ -72,14 +74,14 @@ def test_deploy_same_function_without_fixture(build):
 
 
 def _graph_problems(proto) -> list[str]:
-    """Ops that block or slow edge runtimes: gathers on constant tables, ConvTranspose, Python ops, control flow."""
+    """Ops that block or slow edge runtimes: constant-table gathers, ConvTranspose, PythonOp, control flow."""
     consts = {i.name for i in proto.graph.initializer}
     consts |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
     problems = []
     for n in proto.graph.node:
         if n.op_type.startswith("Gather") and n.input[0] in consts:
             problems.append(f"{n.op_type} on constant {n.input[0]}")
-        if n.op_type in ("ConvTranspose", "PythonOp", "Loop", "If", "Scan") or n.domain not in ("", "ai.onnx"):
+        if n.op_type in BLOCKED or n.domain not in ("", "ai.onnx"):
             problems.append(f"{n.domain}::{n.op_type}")
     for vi in [*proto.graph.value_info, *proto.graph.output]:
         if len(vi.type.tensor_type.shape.dim) > 4:
@@ -92,11 +94,12 @@ def _export(model: nn.Module, x: torch.Tensor, dynamo: bool) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
-            prog = torch.onnx.export(model, (x,), dynamo=True, input_names=["x"], output_names=["y"], verbose=False,
-                                     dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+            batch = torch.export.Dim("batch", min=1, max=64)
+            prog = torch.onnx.export(model, (x,), dynamo=True, input_names=["x"], output_names=["y"],
+                                     verbose=False, dynamic_shapes=({0: batch},))
             return prog.model_proto.SerializeToString()
-        torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"], output_names=["y"], opset_version=18,
-                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+        torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"], output_names=["y"],
+                          opset_version=18, dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
     return buf.getvalue()
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from functools import partial
+from functools import cache, partial
 
 import torch
 from torch import nn
@@ -118,8 +118,8 @@ class ConvNeXtBlock(nn.Module):
         return self
 
 
-def relative_position_index(grid: tuple[int, int]) -> torch.Tensor:
-    """(N, N) index into a table of |dy|, |dx| offsets, numbered in first-seen order (LeViT layout)."""
+@cache
+def _relative_position_index(grid: tuple[int, int]) -> torch.Tensor:
     points = list(itertools.product(range(grid[0]), range(grid[1])))
     offsets: dict[tuple[int, int], int] = {}
     idxs = []
@@ -128,6 +128,11 @@ def relative_position_index(grid: tuple[int, int]) -> torch.Tensor:
             off = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
             idxs.append(offsets.setdefault(off, len(offsets)))
     return torch.tensor(idxs, dtype=torch.long).view(len(points), len(points))
+
+
+def relative_position_index(grid: tuple[int, int]) -> torch.Tensor:
+    """(N, N) index into a table of |dy|, |dx| offsets, numbered in first-seen order (LeViT layout)."""
+    return _relative_position_index(tuple(grid)).clone()
 
 
 class CrossAttention(nn.Module):
@@ -162,7 +167,8 @@ class CrossAttention(nn.Module):
 
     def _split_heads(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n = t.shape[1]
-        q, k, v = self.qkv(t).reshape(-1, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.qkv(t).reshape(-1, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
         return q, k, v
 
     def forward(self, x: torch.Tensor, cross: torch.Tensor | None = None) -> torch.Tensor:
@@ -207,7 +213,8 @@ class FcaBlock(nn.Module):
         self.gamma_2 = nn.Parameter(torch.full((dim,), layer_scale_init)) if ls else None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, cross: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor,
+                cross: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         y = self.attn(self.norm1(x), cross)
         x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
         p, c = self.num_prefix_tokens, self.dim
@@ -237,7 +244,7 @@ class ConvStage(nn.Module):
     def __init__(self, dim: int, out_dim: int, depth: int, drop_path: list[float], downsample: bool,
                  layer_scale_init: float = 1e-6) -> None:
         super().__init__()
-        self.blocks = nn.Sequential(*[ConvNeXtBlock(dim, drop_path[i], layer_scale_init) for i in range(depth)])
+        self.blocks = nn.Sequential(*[ConvNeXtBlock(dim, dp, layer_scale_init) for dp in drop_path[:depth]])
         self.downsample = PatchMerging(dim, out_dim) if downsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -315,10 +322,11 @@ class FcaFormer(nn.Module):
     """Hybrid FcaFormer / CabViT-H: stem, two ConvNeXt stages, two forward-cross-attention stages,
     mean pooling, LayerNorm, linear head. The attention stages' bias tables fix the input size."""
 
-    def __init__(self, embed_dims: tuple[int, ...] = (64, 128, 192, 320), depths: tuple[int, ...] = (2, 2, 6, 2),
-                 num_heads: tuple[int, ...] = (6, 10), img_size: int = 224, in_chans: int = 3,
+    def __init__(self, embed_dims: tuple[int, ...] = (64, 128, 192, 320),
+                 depths: tuple[int, ...] = (2, 2, 6, 2), num_heads: tuple[int, ...] = (6, 10),
+                 img_size: int = 224, in_chans: int = 3,
                  num_classes: int = 1000, drop_path_rate: float = 0.0, window: int | None = 12,
-                 layer_scale_init: float = 1e-6, mlp_ratio: float = 4.0) -> None:
+                 layer_scale_init: float = 1e-6, mlp_ratio: float = 4.0, init_weights: bool = True) -> None:
         super().__init__()
         h, w = to_2tuple(img_size)
         if h % 32 or w % 32:
@@ -326,7 +334,8 @@ class FcaFormer(nn.Module):
         self.img_size = (h, w)
         self.num_classes = num_classes
         d = embed_dims
-        self.stem = nn.Sequential(ConvNorm(in_chans, d[0] // 2, 3, 2, 1), nn.GELU(), ConvNorm(d[0] // 2, d[0], 3, 2, 1))
+        self.stem = nn.Sequential(ConvNorm(in_chans, d[0] // 2, 3, 2, 1), nn.GELU(),
+                                  ConvNorm(d[0] // 2, d[0], 3, 2, 1))
         dpr = _drop_path_rates(depths, drop_path_rate)
         fca = partial(FcaStage, window=window, layer_scale_init=layer_scale_init, mlp_ratio=mlp_ratio)
         self.stages = nn.ModuleList([
@@ -337,7 +346,8 @@ class FcaFormer(nn.Module):
         ])
         self.norm_head = nn.LayerNorm(d[-1])
         self.head = nn.Linear(d[-1], num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(_init_weights)
+        if init_weights:  # False skips the costly truncated-normal init when a checkpoint overwrites it
+            self.apply(_init_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -368,8 +378,9 @@ class FcaFormer(nn.Module):
                 key = re.sub(r"^patch_embed\.seq\.", "stem.", key)
                 key = re.sub(r"^layer_(\d+)\.", r"stages.\1.", key)
                 key = key.replace(".c.", ".conv.")
-                if re.match(r"^stages\.[23]\.blocks\.\d+\.", key):
-                    prefix, rest = re.match(r"^(stages\.\d+\.blocks\.\d+)(\..*)$", key).groups()  # type: ignore[union-attr]
+                block = re.match(r"^(stages\.[23]\.blocks\.\d+)(\..*)$", key)
+                if block is not None:
+                    prefix, rest = block.groups()
                     for pattern, repl in self._BLOCK_KEYS:
                         rest = re.sub(pattern, repl, rest, count=1)
                     key = prefix + rest
@@ -383,7 +394,7 @@ class PlainFcaFormer(nn.Module):
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim: int = 192, depth: int = 12, num_heads: int = 3, mlp_ratio: float = 4.0,
-                 drop_path_rate: float = 0.0, window: int | None = 12) -> None:
+                 drop_path_rate: float = 0.0, window: int | None = 12, init_weights: bool = True) -> None:
         super().__init__()
         h, w = to_2tuple(img_size)
         if h % patch_size or w % patch_size:
@@ -394,14 +405,16 @@ class PlainFcaFormer(nn.Module):
         self.patch_embed = nn.Conv2d(in_chans, embed_dim, patch_size, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, grid[0] * grid[1] + 1, embed_dim))
-        self.stage = FcaStage(embed_dim, embed_dim, grid, depth, num_heads, _drop_path_rates((depth,), drop_path_rate)[0],
+        dpr = _drop_path_rates((depth,), drop_path_rate)[0]
+        self.stage = FcaStage(embed_dim, embed_dim, grid, depth, num_heads, dpr,
                               downsample=False, window=window, rel_pos=False, num_prefix_tokens=1,
                               layer_scale_init=None, norm_eps=1e-6, mlp_ratio=mlp_ratio)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         trunc_normal_(self.pos_embed)
         trunc_normal_(self.cls_token)
-        self.apply(_init_weights)
+        if init_weights:
+            self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x).flatten(2).transpose(1, 2)
