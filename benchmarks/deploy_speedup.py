@@ -22,7 +22,8 @@ import edgevit
 from edgevit.models import model_info
 from edgevit.rewrite import deploy
 
-MODELS = ["cas_vit_xs", "fcaformer_l1", "fcaformer_l2", "stvit_small"]  # families add their representative model here
+# families add their representative models here
+MODELS = ["cas_vit_xs", "fcaformer_l1", "fcaformer_l2", "stvit_small"]
 
 
 def export(model: torch.nn.Module, path: Path, img_size: int, dynamo: bool) -> None:
