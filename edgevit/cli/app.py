@@ -11,8 +11,12 @@ from typer.core import TyperGroup
 
 from edgevit.errors import EdgeVitError
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or captured output (CI logs, files, tests) gets wide tables instead of Rich's 80-column default,
+# so case names and paths are not cut; a terminal (or an explicit COLUMNS) keeps its own width.
+_WIDTH = None if os.environ.get("COLUMNS") or os.isatty(1) else 160
+
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 
 INTERNAL_ERROR_EXIT = 3
 
