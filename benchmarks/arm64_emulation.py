@@ -109,16 +109,35 @@ def fixture_checkpoint(name: str) -> tuple[dict[str, Any] | None, str]:
     try:
         from tests import conformance
 
-        return conformance.official_state_dict(name), f"conformance fixture {name} (official keys, seeded weights)"
+        state = conformance.official_state_dict(name)
+        return state, f"conformance fixture {name} (official keys, seeded weights)"
     except Exception as exc:  # fixtures absent outside the repository checkout
         return None, f"random init (no conformance fixture: {type(exc).__name__})"
 
 
+# Artifacts exported without the pipeline's verification, and why (recorded in the report).
+UNVERIFIED: dict[str, str] = {}
+
+
 def export_artifact(name: str, variant: str, output: Path, checkpoint: Path | None) -> Path:
-    """Export one ONNX artifact (see VARIANTS) through edgevit's pipeline, verify included, batch 1."""
+    """Export one ONNX artifact (see VARIANTS) through edgevit's pipeline, verify included, batch 1.
+
+    The pipeline verifies int8 by running the artifact *here*. On x86 without VNNI, ORT's u8s8 kernels
+    saturate, so the arm64-preset int8 can fail that check although it may be fine on arm64 (seen for
+    stvit_small on an AVX2 host: cosine 0.974, top-1 agreement 7%). Then it is exported unverified, the
+    report says so, and it is judged on arm64 against fp32: exactly the question this script answers.
+    """
+    from edgevit.errors import VerificationError
     from edgevit.export import export
 
-    report = export(name, target="onnx", output=output, checkpoint=checkpoint, **VARIANTS[variant])
+    try:
+        report = export(name, target="onnx", output=output, checkpoint=checkpoint, **VARIANTS[variant])
+    except VerificationError as exc:
+        if variant != "int8" or host_has_vnni():
+            raise
+        UNVERIFIED[f"{name}-{variant}"] = f"x86 verification failed on this non-VNNI host: {exc}"
+        report = export(name, target="onnx", output=output, checkpoint=checkpoint, verify=False,
+                        **VARIANTS[variant])
     return Path(report.artifact)
 
 
@@ -205,9 +224,16 @@ def image_check(log: Any = print) -> dict[str, Any]:
     for args in (["--help"], ["doctor"]):
         code = f"import sys; sys.argv = ['edgevit', *{args!r}]; from edgevit.cli import main; main()"
         proc = guest.python(["-c", code], env=env, check=False, timeout=1800)
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-60:])
         result["commands"][" ".join(["edgevit", *args])] = {"exit_code": proc.returncode, "output_tail": tail}
-    result["passed"] = all(c["exit_code"] == 0 for c in result["commands"].values())
+    doctor = result["commands"]["edgevit doctor"]["output_tail"]
+    # the runtime the image exists for must be found: its doctor row reads "onnxruntime | yes"
+    result["onnxruntime_available"] = any(
+        ln.split("│")[1:3] and "onnxruntime" in ln.split("│")[1] and "yes" in ln.split("│")[2]
+        for ln in doctor.splitlines() if ln.count("│") >= 3
+    )
+    exits_ok = all(c["exit_code"] == 0 for c in result["commands"].values())
+    result["passed"] = exits_ok and result["onnxruntime_available"]
     return result
 
 
@@ -217,13 +243,16 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# arm64 vs x86 ONNX Runtime (arm64 under qemu user-mode emulation)",
         "",
-        f"Guest: {g['machine']} (qemu-aarch64-static -cpu {g.get('qemu_cpu', 'max')}, Debian {report['suite']}), onnxruntime {g['onnxruntime']}, "
-        f"numpy {g['numpy']}. Host: {report['host']['machine']}, onnxruntime {report['host']['onnxruntime']}. "
+        f"Guest: {g['machine']} (qemu-aarch64-static -cpu {g.get('qemu_cpu', 'max')}, "
+        f"Debian {report['suite']}), "
+        f"onnxruntime {g['onnxruntime']}, numpy {g['numpy']}. "
+        f"Host: {report['host']['machine']}, onnxruntime {report['host']['onnxruntime']}. "
         f"Inputs: {report['images']} real photos (scikit-image), 224x224, batch 1.",
         "No timings: emulation is ~200x slower than a real CPU and says nothing about a board's speed.",
         "",
-        "| model | precision | weights | result | max abs err (arm64 vs x86) | bound | max abs err vs PyTorch "
-        "| cosine min / mean (vs x86 int8) | top-1 agreement | int8 cosine vs fp32: arm64 / x86 | judged by |",
+        "| model | precision | weights | result | max abs err (arm64 vs x86) | bound "
+        "| max abs err vs PyTorch | cosine min / mean (vs x86 int8) | top-1 agreement "
+        "| int8 cosine vs fp32: arm64 / x86 | judged by |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -244,7 +273,8 @@ def markdown(report: dict[str, Any]) -> str:
         notes += [f"- {c['model']} {c['precision']}: {n}" for n in c["notes"]]
     lines += ["", *notes] if notes else []
     if img := report.get("image_check"):
-        lines += ["", f"Image contents on arm64 ({img['wheels']} pinned wheels of docker/requirements-arm64.txt, no torch):"]
+        lines += ["", f"Image contents on arm64 ({img['wheels']} pinned wheels of "
+                  "docker/requirements-arm64.txt, no torch):"]
         lines += [f"- `{cmd}`: exit {c['exit_code']}" for cmd, c in img["commands"].items()]
     lines += ["", f"Overall: {'PASS' if report['passed'] else 'FAIL'}", ""]
     return "\n".join(lines)
@@ -291,14 +321,17 @@ def run(
     x86 = run_x86(paths, x, threads)
     log(f"[arm64] onnxruntime under qemu on {len(x)} images x {len(paths)} artifacts (slow: emulated)")
     t0 = time.monotonic()
-    # One guest process per model (`jobs` at a time): emulation is single-threaded per process.
-    groups = [{k: v for k, v in paths.items() if k.rsplit("-", 1)[0] == name} for name in models]
+    # One guest process per artifact (`jobs` at a time): emulation is single-threaded per process.
+    groups = [{k: v} for k, v in paths.items()]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(lambda g: emu.run_onnx(guest, g, x, threads=threads), groups))
     arm = {k: v for r in results for k, v in r.outputs.items()}
     log(f"[arm64] done (emulated wall time {time.monotonic() - t0:.0f} s: NOT a device timing)")
 
     checks = [c for name in models for c in compare(name, x86, arm, torch_refs[name])]
+    for c in checks:
+        if note := UNVERIFIED.get(f"{c.model}-{c.precision}"):
+            c.notes.append(note)
     import onnxruntime
 
     return {
@@ -308,7 +341,8 @@ def run(
         "images": int(len(x)),
         "suite": "bookworm",
         "guest": {**results[0].info, "qemu_cpu": emu.ARM64.qemu_cpu or "max"},
-        "host": {"machine": platform.machine(), "onnxruntime": onnxruntime.__version__, "numpy": np.__version__},
+        "host": {"machine": platform.machine(), "onnxruntime": onnxruntime.__version__,
+                 "numpy": np.__version__},
         "criteria": {
             "fp32": "max|arm64 - x86| <= 1e-4*max(1, max|x86|); same bound vs the PyTorch model",
             "int8": f"per-image cosine(arm64 int8, x86 int8) >= {COSINE_MIN}; top-1 agreement reported; "

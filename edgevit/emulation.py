@@ -107,7 +107,9 @@ ARMHF = GuestArch(
     debian_arch="armhf",
     qemu="qemu-arm-static",
     # PyPI has almost nothing for armv7 (no numpy, onnxruntime or torch; ncnn has manylinux_2_31_armv7l).
-    wheel_platforms=("manylinux_2_31_armv7l", "manylinux_2_17_armv7l", "manylinux2014_armv7l", "linux_armv7l"),
+    wheel_platforms=(
+        "manylinux_2_31_armv7l", "manylinux_2_17_armv7l", "manylinux2014_armv7l", "linux_armv7l",
+    ),
     cpuinfo_entry=_CPUINFO_A17,
     qemu_cpu="cortex-a15",  # qemu has no A17 model; A15 has the same ISA (ARMv7-A, VFPv4, NEON, IDIV)
     hardware="Rockchip (Device Tree)",
@@ -232,7 +234,8 @@ def write_cpuinfo(rootfs: Path, arch: GuestArch) -> None:
 
 
 def pip_install(
-    rootfs: Path, arch: GuestArch, wheels: Sequence[str], *, python_version: str = "3.11", no_deps: bool = False,
+    rootfs: Path, arch: GuestArch, wheels: Sequence[str], *, python_version: str = "3.11",
+    no_deps: bool = False,
 ) -> str:
     """Install binary wheels for the guest into ROOTFS/opt/edgevit-site/<hash>; returns the guest path.
 
@@ -309,7 +312,9 @@ class Guest:
                               timeout=timeout, cwd=cwd)
         if check and proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
-            raise RuntimeError(f"guest {self.arch.name} command failed ({proc.returncode}): {' '.join(argv)}\n{tail}")
+            raise RuntimeError(
+                f"guest {self.arch.name} command failed ({proc.returncode}): {' '.join(argv)}\n{tail}"
+            )
         return proc
 
     def python(self, args: Sequence[str], **kw: object) -> subprocess.CompletedProcess[str]:
