@@ -12,14 +12,14 @@ arm64 Debian rootfs under `qemu-aarch64-static` (edgevit.emulation), and compare
   artifacts: `int8` (the arm64 preset a user deploys: u8 activations, s8 per-channel weights) and
   `int8rr` (the same with 7-bit weights, `reduce_range`). On an x86 CPU without VNNI, ONNX Runtime's
   u8s8 kernels (VPMADDUBSW) can saturate, so x86 is then not an exact reference for `int8`; `int8rr`
-  cannot saturate and is compared strictly. There, `int8` is judged by cosine(arm64 int8, fp32) >=
-  0.999 instead, and the report says so (`judged_by`).
+  cannot saturate and is compared strictly. There, `int8` must instead be at least as close to fp32 on
+  arm64 as on x86 (cosine to the fp32 logits), and the report says so (`judged_by`).
 
 Emulated runs are ~200x slower than a real CPU: no timing is measured or reported, on purpose.
 
     python benchmarks/arm64_emulation.py                      # fcaformer_l1 cas_vit_xs stvit_small
     python benchmarks/arm64_emulation.py --models cas_vit_xs --images 4 --json out/arm64.json
-    python benchmarks/arm64_emulation.py --reuse --jobs 3        # reuse exports, one guest per model
+    python benchmarks/arm64_emulation.py --reuse --jobs 3        # reuse exports, 3 guests at a time
 
 Needs: apt-get install mmdebstrap qemu-user-static; edgevit[onnx]. First run builds the rootfs into
 ~/.cache/edgevit/emu (about 1 minute, ~250 MB; $EDGEVIT_EMU_CACHE moves it). Exit code 0 when every
@@ -86,6 +86,8 @@ class Check:
     top1_agreement: float | None = None  # fraction of images with the same argmax on both
     cosine_min_vs_fp32: float | None = None  # int8: arm64 int8 vs x86 fp32 (worst image)
     cosine_min_x86_vs_fp32: float | None = None  # int8: x86 int8 vs x86 fp32 (worst image)
+    top1_vs_fp32: float | None = None  # int8: arm64 int8 argmax == x86 fp32 argmax
+    top1_x86_vs_fp32: float | None = None  # int8: x86 int8 argmax == x86 fp32 argmax
     judged_by: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -194,12 +196,18 @@ def compare(
         c.top1_agreement = float(np.mean(a.argmax(-1) == r.argmax(-1)))
         c.max_abs_err = float(np.abs(a - r).max())
         if f"{name}-fp32" in x86:
-            c.cosine_min_vs_fp32 = float(cosine_rows(a, x86[f"{name}-fp32"]).min())
-            c.cosine_min_x86_vs_fp32 = float(cosine_rows(r, x86[f"{name}-fp32"]).min())
-        c.passed, c.judged_by = c.cosine_min >= COSINE_MIN, "cosine vs x86 int8"
+            ref = x86[f"{name}-fp32"]
+            c.cosine_min_vs_fp32 = float(cosine_rows(a, ref).min())
+            c.cosine_min_x86_vs_fp32 = float(cosine_rows(r, ref).min())
+            c.top1_vs_fp32 = float(np.mean(a.argmax(-1) == ref.argmax(-1)))
+            c.top1_x86_vs_fp32 = float(np.mean(r.argmax(-1) == ref.argmax(-1)))
+        c.passed, c.judged_by = c.cosine_min >= COSINE_MIN, f"cosine vs x86 int8 >= {COSINE_MIN}"
         if not c.passed and variant == "int8" and not vnni and c.cosine_min_vs_fp32 is not None:
-            c.passed = c.cosine_min_vs_fp32 >= COSINE_MIN
-            c.judged_by = "cosine vs fp32 (x86 without VNNI is no exact int8 reference)"
+            # x86 is no exact reference here; what can still be asked of arm64 is that its int8 is at
+            # least as faithful to fp32 as x86's. The strict arm64-vs-x86 check is the int8rr row.
+            assert c.cosine_min_x86_vs_fp32 is not None
+            c.passed = c.cosine_min_vs_fp32 >= c.cosine_min_x86_vs_fp32
+            c.judged_by = "arm64 int8 at least as close to fp32 as x86 int8 (x86 without VNNI saturates)"
             c.notes.append(
                 f"x86 int8 vs fp32 cosine {c.cosine_min_x86_vs_fp32:.5f}, arm64 int8 vs fp32 "
                 f"{c.cosine_min_vs_fp32:.5f}: this host has no VNNI, its u8s8 kernels saturate "
@@ -252,8 +260,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| model | precision | weights | result | max abs err (arm64 vs x86) | bound "
         "| max abs err vs PyTorch | cosine min / mean (vs x86 int8) | top-1 agreement "
-        "| int8 cosine vs fp32: arm64 / x86 | judged by |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| int8 cosine vs fp32: arm64 / x86 | int8 top-1 vs fp32: arm64 / x86 | judged by |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def f(v: float | None, fmt: str = ".3g") -> str:
@@ -264,11 +272,13 @@ def markdown(report: dict[str, Any]) -> str:
         cos = "" if c["cosine_min"] is None else f"{c['cosine_min']:.6f} / {c['cosine_mean']:.6f}"
         vs_fp32 = "" if c["cosine_min_vs_fp32"] is None else (
             f"{c['cosine_min_vs_fp32']:.5f} / {f(c['cosine_min_x86_vs_fp32'], '.5f')}")
+        top1_fp32 = "" if c.get("top1_vs_fp32") is None else (
+            f"{c['top1_vs_fp32']:.0%} / {f(c['top1_x86_vs_fp32'], '.0%')}")
         lines.append(
             f"| {c['model']} | {c['precision']} | {report['weights'].get(c['model'], '')} | "
             f"{'pass' if c['passed'] else 'FAIL'} | {f(c['max_abs_err'])} | {f(c['bound'])} | "
             f"{f(c['max_abs_err_vs_torch'])} | {cos} | {f(c['top1_agreement'], '.0%')} | "
-            f"{vs_fp32} | {c['judged_by']} |"
+            f"{vs_fp32} | {top1_fp32} | {c['judged_by']} |"
         )
         notes += [f"- {c['model']} {c['precision']}: {n}" for n in c["notes"]]
     lines += ["", *notes] if notes else []
@@ -316,6 +326,12 @@ def run(
                 log(f"[x86] export {name} {variant}")
                 out = export_artifact(name, variant, out, ckpt)
             paths[f"{name}-{variant}"] = out
+            side = out.with_name(out.name + ".json")  # the pipeline's sidecar says whether it verified
+            if side.is_file() and f"{name}-{variant}" not in UNVERIFIED:
+                ver = json.loads(side.read_text()).get("verification", {})
+                if ver.get("executed") is False:
+                    why = ver.get("reason")
+                    UNVERIFIED[f"{name}-{variant}"] = f"exported without the pipeline's verification ({why})"
 
     log(f"[x86] onnxruntime on {len(x)} images x {len(paths)} artifacts")
     x86 = run_x86(paths, x, threads)
@@ -326,6 +342,8 @@ def run(
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(lambda g: emu.run_onnx(guest, g, x, threads=threads), groups))
     arm = {k: v for r in results for k, v in r.outputs.items()}
+    np.savez(workdir / f"outputs-{'-'.join(models)}.npz", inputs=x, **{f"x86/{k}": v for k, v in x86.items()},
+             **{f"arm64/{k}": v for k, v in arm.items()})  # raw logits, to recheck without re-running
     log(f"[arm64] done (emulated wall time {time.monotonic() - t0:.0f} s: NOT a device timing)")
 
     checks = [c for name in models for c in compare(name, x86, arm, torch_refs[name])]
@@ -346,7 +364,8 @@ def run(
         "criteria": {
             "fp32": "max|arm64 - x86| <= 1e-4*max(1, max|x86|); same bound vs the PyTorch model",
             "int8": f"per-image cosine(arm64 int8, x86 int8) >= {COSINE_MIN}; top-1 agreement reported; "
-            "on x86 without VNNI the arm64-preset int8 is judged by cosine(arm64 int8, fp32) instead",
+            "on x86 without VNNI the arm64-preset int8 is judged by cosine(arm64 int8, fp32) >= "
+            "cosine(x86 int8, fp32) instead",
             "int8rr": "int8 with reduce_range (cannot saturate on x86): cosine vs x86 int8rr, strictly",
         },
         "host_vnni": host_has_vnni(),

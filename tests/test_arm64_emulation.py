@@ -74,6 +74,8 @@ def test_int8_cosine_vs_x86_int8(report: dict) -> None:
         assert c["passed"], c
         if c["precision"] == "int8rr" or report["host_vnni"]:
             assert c["cosine_min"] >= 0.999, c  # strictly against x86 where x86 cannot saturate
+        else:
+            assert c["cosine_min_vs_fp32"] >= c["cosine_min_x86_vs_fp32"], c
 
 
 def test_no_timings_reported(report: dict) -> None:
