@@ -11,9 +11,9 @@ from typer.core import TyperGroup
 
 from edgevit.errors import EdgeVitError
 
-# Piped or captured output (CI logs, files, tests) gets wide tables instead of Rich's 80-column default,
-# so case names and paths are not cut; a terminal (or an explicit COLUMNS) keeps its own width.
-_WIDTH = None if os.environ.get("COLUMNS") or os.isatty(1) else 160
+# Piped or captured output (CI logs, files, tests) gets tables at least 160 wide instead of Rich's 80-column
+# default, so case names and paths are not cut; a terminal keeps its own width.
+_WIDTH = None if os.isatty(1) else max(160, int(os.environ.get("COLUMNS", "0") or 0))
 
 console = Console(width=_WIDTH)
 err_console = Console(stderr=True, width=_WIDTH)
