@@ -16,7 +16,7 @@ Public API (the armv7 / ncnn work imports it too)::
     emu.require_tools(emu.ARM64)                     # raises UnavailableError naming the apt packages
     guest = emu.ensure_guest(emu.ARM64, wheels=["onnxruntime==1.32.0", "numpy==2.4.6"])
     proc = guest.python(["/tmp/x/script.py", "arg"])  # CompletedProcess; paths are host paths
-    outs = emu.run_onnx(guest, {"m": Path("m.onnx")}, x)   # {"m": logits (N, ...)} computed on the guest
+    res = emu.run_onnx(guest, {"m": Path("m.onnx")}, x)  # res.outputs["m"]: logits on the guest, res.info
 
     # armv7: numpy from Debian (PyPI has no armv7 numpy), ncnn's manylinux_2_31_armv7l wheel
     g7 = emu.ensure_guest(emu.ARMHF, debian_packages=["python3-numpy"], wheels=["ncnn==1.0.20261020"],
