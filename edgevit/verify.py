@@ -342,7 +342,7 @@ def _rebuild_reference(side: dict[str, Any]) -> tuple["nn.Module", bool]:
     ck = side.get("checkpoint", {})
     model, random_weights = build_reference(
         side["model"], checkpoint=None if ck.get("path") in (None, "random") else ck["path"],
-        img_size=side.get("img_size"), seed=int(ck.get("seed", 0)), num_classes=side.get("num_classes"),
+        img_size=side.get("img_size"), seed=int(ck.get("seed") or 0), num_classes=side.get("num_classes"),
     )
     want = ck.get("weights_sha256")
     if want and state_dict_sha256(model) != want:

@@ -123,11 +123,16 @@ def inspect_pte(path: Path) -> dict[str, Any]:
     def dtype(i: int) -> str:
         return _SCALAR_TYPES.get(int(getattr(plan.values[i].val, "scalar_type", -1)), "other")
 
+    backends = Counter(d.id for d in plan.delegates)
     return {
+        # the keys every target's inspector shares (edgevit verify prints them): instructions of the
+        # program, delegate calls counted per backend, portable kernels per operator
+        "nodes": sum(kinds.values()),
+        "op_histogram": {**{f"delegate:{b}": n for b, n in backends.items()}, **dict(kernels.most_common())},
         "method": plan.name,
         "delegate_calls": kinds.get("DelegateCall", 0),
         "kernel_calls": kinds.get("KernelCall", 0),
-        "backends": dict(Counter(d.id for d in plan.delegates)),
+        "backends": dict(backends),
         "non_delegated_ops": dict(kernels.most_common()),
         # {name: shape} like the other targets' inspectors (a .pte has no tensor names: input0, ...)
         "inputs": {f"input{k}": shape(i) for k, i in enumerate(plan.inputs)},

@@ -92,9 +92,12 @@ def inspect_ncnn(path: Path) -> dict[str, Any]:
     layers = parse_param(p.read_text())
     manifest = read_manifest(path)
     bin_file = p.with_suffix(".bin")
+    hist = dict(Counter(kind for kind, *_ in layers).most_common())
     return {
+        "nodes": len(layers),  # the keys every target's inspector shares (edgevit verify prints them)
+        "op_histogram": hist,
         "layers": len(layers),
-        "layer_histogram": dict(Counter(kind for kind, *_ in layers).most_common()),
+        "layer_histogram": hist,
         # {blob: shape} like the other targets' inspectors; ncnn has no batch axis, shown as 1
         "inputs": {name: [1, *(manifest.get("input_shape") or [])] for kind, name, *_ in layers if kind == "Input"},
         "outputs": {name: None for name in manifest.get("outputs") or _terminal_outputs(layers)},
