@@ -93,9 +93,10 @@ class DeployAttention(nn.Module):
 class DeploySuperTokenAttention(nn.Module):
     """STA with static shapes for one input resolution (`resolution`, recorded) and export-friendly ops.
 
-    Layouts: pixels X (B, N, C, P) with N = hh*ww super-token cells and P = h*w pixels per cell (taken
-    column-major inside the cell, which only has to match between partition and its inverse); super
-    tokens (B, C, N); affinities (B, N, 9, P)."""
+    Layouts are channels-last, so every transpose moves large contiguous blocks (ONNX Runtime spends
+    ~20 ns per element on transposes whose inner block is a few floats, 2 ms per call on stvit_small):
+    pixels X (B, N, P, C) with N = hh*ww super-token cells and P = h*w pixels per cell (row-major);
+    super tokens (B, N, C); affinities (B, N, 9, P)."""
 
     def __init__(self, src: SuperTokenAttention) -> None:
         super().__init__()
@@ -114,35 +115,39 @@ class DeploySuperTokenAttention(nn.Module):
         self.use_matrix = self.cells <= MAX_CELLS_FOR_MATRIX
         if self.use_matrix:
             m = neighbour_matrix(self.hh, self.ww)
-            self.register_buffer("neighbours", m, persistent=False)
-            self.register_buffer("neighbours_scaled", m * self.scale, persistent=False)
+            self.register_buffer("neighbours", m, persistent=False)  # fold: (N, 9N)
+            self.register_buffer("gather_scaled", (m * self.scale).t().contiguous(), persistent=False)  # (9N, N)
+            self.register_buffer("gather", m.t().contiguous(), persistent=False)  # unfold: (9N, N)
 
     def extra_repr(self) -> str:
         return (f"resolution={self.resolution}, stoken_size={self.stoken_size}, n_iter={self.n_iter}, "
                 f"unfold={'matrix' if self.use_matrix else 'slices'}")
 
     def _partition(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, N, C, P) with rank-4 reshapes and transposes only."""
-        C, h, w = self.dim, *self.stoken_size
-        x = x.reshape(-1, C * self.hh, h, self.W).transpose(2, 3)  # (B, C*hh, W, h)
-        return x.reshape(-1, C, self.cells, w * h).transpose(1, 2)
+        """(B, C, H, W) -> (B, N, P, C) with rank-4 reshapes and block-moving transposes only."""
+        C, (h, w) = self.dim, self.stoken_size
+        x = x.reshape(-1, C, self.H * self.W).transpose(1, 2)  # (B, H*W, C): channels last
+        x = x.reshape(-1, self.H, self.ww, w * C).transpose(1, 2)  # (B, ww, H, w*C)
+        x = x.reshape(-1, self.ww, self.hh, h * w * C).transpose(1, 2)  # (B, hh, ww, h*w*C)
+        return x.reshape(-1, self.cells, h * w, C)
 
     def _unpartition(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C, P) -> (B, C, H, W), the inverse of `_partition`."""
-        C, h = self.dim, self.stoken_size[0]
-        x = x.transpose(1, 2).reshape(-1, C * self.hh, self.W, h).transpose(2, 3)  # (B, C*hh, h, W)
-        return x.reshape(-1, C, self.H, self.W)
+        """(B, N, P, C) -> (B, C, H, W), the inverse of `_partition`."""
+        C, (h, w) = self.dim, self.stoken_size
+        x = x.reshape(-1, self.hh, self.ww, h * w * C).transpose(1, 2)  # (B, ww, hh, h*w*C)
+        x = x.reshape(-1, self.ww, self.H, w * C).transpose(1, 2)  # (B, H, ww, w*C)
+        return x.reshape(-1, self.H * self.W, C).transpose(1, 2).reshape(-1, C, self.H, self.W)
 
     def _unfold(self, s: torch.Tensor, scaled: bool = False) -> torch.Tensor:
-        """(B, C, N) -> (B, C, N, 9): each cell's zero-padded 3x3 neighbourhood (optionally * scale)."""
+        """(B, N, C) -> (B, N, 9, C): each cell's zero-padded 3x3 neighbourhood (optionally * scale)."""
         C, hh, ww = self.dim, self.hh, self.ww  # static sizes: no Shape/Gather in traced graphs
         if self.use_matrix:
-            return (s @ (self.neighbours_scaled if scaled else self.neighbours)).reshape(-1, C, self.cells, 9)
+            return ((self.gather_scaled if scaled else self.gather) @ s).reshape(-1, self.cells, 9, C)
         if scaled:
             s = s * self.scale
-        sp = F.pad(s.reshape(-1, C, hh, ww), (1, 1, 1, 1))
+        sp = F.pad(s.transpose(1, 2).reshape(-1, C, hh, ww), (1, 1, 1, 1))
         cols = torch.cat([sp[:, :, i : i + hh, j : j + ww] for i, j in _TAPS], dim=1)  # (B, 9*C, hh, ww)
-        return cols.reshape(-1, 9, C, self.cells).permute(0, 2, 3, 1)
+        return cols.reshape(-1, 9, C, self.cells).permute(0, 3, 1, 2)
 
     def _fold(self, t: torch.Tensor, C: int) -> torch.Tensor:
         """(B, N, 9, C) -> (B, N, C): the adjoint of `_unfold`, summing each cell's contributions to its
@@ -164,16 +169,16 @@ class DeploySuperTokenAttention(nn.Module):
         if self.pad_b or self.pad_r:
             x = F.pad(x, (0, self.pad_r, 0, self.pad_b))
         C = self.dim
-        stokens = F.avg_pool2d(x, self.stoken_size, self.stoken_size).reshape(-1, C, self.cells)  # (B, C, N)
-        pixels = self._partition(x)  # (B, N, C, P)
+        stokens = F.avg_pool2d(x, self.stoken_size, self.stoken_size).reshape(-1, C, self.cells).transpose(1, 2)
+        pixels = self._partition(x)  # (B, N, P, C)
         for i in range(self.n_iter):  # unrolled: n_iter is fixed
-            neighbours = self._unfold(stokens, scaled=True).permute(0, 2, 3, 1)  # (B, N, 9, C)
-            affinity = (neighbours @ pixels).softmax(dim=2)  # (B, N, 9, P)
+            neighbours = self._unfold(stokens, scaled=True)  # (B, N, 9, C)
+            affinity = (neighbours @ pixels.transpose(2, 3)).softmax(dim=2)  # (B, N, 9, P)
             affinity_sum = self._fold(affinity.sum(3, keepdim=True), 1) + 1e-12  # (B, N, 1)
             # sampled super tokens: affinity-weighted pixel sums over each token's 3x3 neighbourhood
-            stokens = (self._fold(affinity @ pixels.transpose(2, 3), C) / affinity_sum).transpose(1, 2)
-        stokens = self.refine(stokens)
-        out = self._unfold(stokens).transpose(1, 2) @ affinity  # (B, N, C, P)
+            stokens = self._fold(affinity @ pixels, C) / affinity_sum  # (B, N, C)
+        stokens = self.refine(stokens.transpose(1, 2)).transpose(1, 2)  # refine works on (B, C, N)
+        out = affinity.transpose(2, 3) @ self._unfold(stokens)  # (B, N, P, C)
         out = self._unpartition(out)
         if self.pad_b or self.pad_r:
             out = out[:, :, : self.resolution[0], : self.resolution[1]]
