@@ -45,6 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # for tests.conformance (the official-checkpoint fixtures)
     sys.path.insert(0, str(REPO))
 
+from _common import conformance_bound, cosine_rows, fixture_checkpoint, run_torch  # noqa: E402
+
 from edgevit import emulation as emu  # noqa: E402
 from edgevit.errors import UnavailableError  # noqa: E402
 
@@ -92,31 +94,6 @@ class Check:
     notes: list[str] = field(default_factory=list)
 
 
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each row of a with the same row of b (float64)."""
-    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.sum(a * b, axis=1) / np.maximum(den, 1e-300)
-
-
-def conformance_bound(ref: np.ndarray) -> float:
-    return 1e-4 * max(1.0, float(np.abs(ref).max()))
-
-
-def fixture_checkpoint(name: str) -> tuple[dict[str, Any] | None, str]:
-    """The official-checkpoint fixture's state dict (non-degenerate weights), or None and why not.
-
-    FcaFormer at its own random init collapses to logits ~1e-19, which would make every check vacuous.
-    """
-    try:
-        from tests import conformance
-
-        state = conformance.official_state_dict(name)
-        return state, f"conformance fixture {name} (official keys, seeded weights)"
-    except Exception as exc:  # fixtures absent outside the repository checkout
-        return None, f"random init (no conformance fixture: {type(exc).__name__})"
-
-
 # Artifacts exported without the pipeline's verification, and why (recorded in the report).
 UNVERIFIED: dict[str, str] = {}
 
@@ -155,17 +132,6 @@ def run_x86(paths: dict[str, Path], x: np.ndarray, threads: int) -> dict[str, np
         name = sess.get_inputs()[0].name
         out[key] = np.concatenate([sess.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
     return out
-
-
-def run_torch(name: str, state: dict[str, Any] | None, x: np.ndarray) -> np.ndarray:
-    """Logits of the PyTorch model (train form, eval mode, float32) on the same images."""
-    import torch
-
-    from edgevit.models import create_model
-
-    model = create_model(name, checkpoint=state).eval()
-    with torch.inference_mode():
-        return np.concatenate([model(torch.from_numpy(x[i : i + 1])).numpy() for i in range(len(x))])
 
 
 def compare(

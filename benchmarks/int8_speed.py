@@ -15,37 +15,26 @@ import json
 import os
 import platform
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-def _session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+from _common import cosine_rows, save_fixture_checkpoint
+from edgevit.bench.paired import interleaved, ort_runners, speedup, summary
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-300)).mean())
 
 
-def naive_export(name: str, tmp: Path, calib: np.ndarray) -> dict[str, Path]:
+def naive_export(name: str, tmp: Path, calib: np.ndarray, checkpoint: Path | None) -> dict[str, Path]:
     """The naive path: plain export of the official (train-form) structure + default quantize_static."""
     import torch
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     from edgevit.export import build_reference
 
-    model, _ = build_reference(name)
+    model, _ = build_reference(name, checkpoint=checkpoint)
     fp32 = tmp / f"{name}_naive_fp32.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -77,49 +66,32 @@ def edgevit_export(name: str, tmp: Path, **kw: Any) -> dict[str, Path]:
     return out
 
 
-def interleaved(paths: dict[str, Path], x: np.ndarray, threads: int, rounds: int, warmup: int = 10) -> dict[str, Any]:
-    """Paired interleaved latency: every round runs each variant once, order rotating per round."""
-    sessions = {k: _session(p, threads) for k, p in paths.items()}
-    names = list(sessions)
-    for k in names:
-        for _ in range(warmup):
-            sessions[k].run(None, {"input": x})
-    samples: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for k in order:
-            t = time.perf_counter_ns()
-            sessions[k].run(None, {"input": x})
-            samples[k].append((time.perf_counter_ns() - t) / 1e6)
-    return {
-        k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)),
-            "min_ms": float(np.min(v)), "runs": len(v), "samples_ms": [round(s, 4) for s in v]}
-        for k, v in samples.items()
-    }
-
-
-def bench_model(name: str, threads: int, rounds: int, **kw: Any) -> dict[str, Any]:
+def bench_model(name: str, threads: int, rounds: int, weights: str = "fixture", **kw: Any) -> dict[str, Any]:
     import torch
 
     from edgevit.export import build_reference
     from edgevit.quantize.data import embedded_eval_images, from_embedded
 
-    model, _ = build_reference(name)
     mean, std, size = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 224
     calib = from_embedded(img_size=size, mean=mean, std=std).calib
     photos = embedded_eval_images(size, mean, std)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(photos)).numpy()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        paths = {**naive_export(name, tmp, calib), **edgevit_export(name, tmp, **kw)}
+        checkpoint, source = save_fixture_checkpoint(name, tmp) if weights == "fixture" else (None, "random init")
+        model, _ = build_reference(name, checkpoint=checkpoint)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(photos)).numpy()
+        paths = {**naive_export(name, tmp, calib, checkpoint),
+                 **edgevit_export(name, tmp, checkpoint=checkpoint, **kw)}
+        runners = ort_runners(paths, threads)
         cosine = {}
-        for k, p in paths.items():
-            s = _session(p, threads)
-            out = np.concatenate([s.run(None, {"input": photos[i : i + 1]})[0] for i in range(len(photos))])
-            cosine[k] = _cos(ref, out)
-        lat = interleaved(paths, photos[:1], threads, rounds)
-    return {k: {**lat[k], "cosine_vs_torch": cosine[k]} for k in paths}
+        for k, r in runners.items():
+            out = np.concatenate([r.infer(photos[i : i + 1]) for i in range(len(photos))])
+            cosine[k] = float(cosine_rows(ref, out).min())
+        samples = interleaved(runners, photos[:1], rounds)
+    base = samples["naive_fp32"]
+    return {k: {**summary(v), "speedup_vs_naive_fp32": speedup(base, v), "min_cosine_vs_torch": cosine[k],
+                "weights": source, "samples_ms": [round(t, 4) for t in v]} for k, v in samples.items()}
 
 
 def main() -> None:
@@ -128,6 +100,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--preset", default=None)
+    ap.add_argument("--weights", choices=["fixture", "random"], default="fixture",
+                    help="fixture: the conformance fixture's seeded official-layout weights (random init makes "
+                         "FcaFormer's logits ~1e-19, so cosine would say nothing)")
     ap.add_argument("--json", type=Path, default=None, help="also write raw samples and environment here")
     args = ap.parse_args()
     import onnxruntime
@@ -139,13 +114,14 @@ def main() -> None:
            "note": "shared 2-core machine: other engineers' jobs ran concurrently; compare variants within a run"}
     results = {}
     for name in args.models:
-        res = bench_model(name, args.threads, args.rounds, preset=args.preset)
+        res = bench_model(name, args.threads, args.rounds, weights=args.weights, preset=args.preset)
         results[name] = res
-        base = res["naive_fp32"]["median_ms"]
         print(f"\n{name} (ORT {onnxruntime.__version__}, {args.threads} threads, batch 1, {args.rounds} paired rounds)")
-        print(f"{'variant':14} {'median ms':>10} {'p90 ms':>8} {'vs naive fp32':>14} {'cosine':>9}")
+        print(f"{'variant':14} {'median ms':>10} {'p10-p90 ms':>14} {'vs naive fp32 (p10-p90)':>24} {'cosine':>9}")
         for k, v in res.items():
-            print(f"{k:14} {v['median_ms']:10.2f} {v['p90_ms']:8.2f} {base / v['median_ms']:13.2f}x {v['cosine_vs_torch']:9.5f}")
+            sp = v["speedup_vs_naive_fp32"]
+            print(f"{k:14} {v['median_ms']:10.2f} {v['p10_ms']:6.2f}-{v['p90_ms']:<7.2f} {sp['median']:8.2f}x "
+                  f"({sp['p10']:.2f}-{sp['p90']:.2f}){'':6} {v['min_cosine_vs_torch']:9.5f}")
     env["load_avg_at_end"] = os.getloadavg()
     print(f"\nload average start {env['load_avg_at_start']}, end {env['load_avg_at_end']} (shared machine)")
     if args.json:

@@ -38,6 +38,12 @@ class QuantPreset:
     per_channel: bool = True
     reduce_range: bool | None = False  # None: decided by the host (x86 without VNNI saturates)
     ort_optimize: bool = True  # let quant_pre_process run ORT graph optimisations first
+    # ORT CPU: MatMul/Gemm outputs stay float (QGemm / MatMulIntegerToFloat write float directly), since
+    # LayerNorm, GELU or a residual Add follows every one of them; a requantize + DequantizeLinear pass
+    # per projection is pure cost (fcaformer_l1 on AVX2: 1.16x -> 1.21x over fp32, same cosine).
+    float_outputs: tuple[str, ...] = ()
+    const_b_matmuls_only: bool = False  # attention's activation x activation MatMuls stay float
+    skip_depthwise: bool = False  # depthwise convs stay float (few weights per channel, little gain)
     notes: str = ""
 
 
@@ -46,11 +52,15 @@ PRESETS: dict[str, QuantPreset] = {
     for p in (
         QuantPreset(
             "x86", "u8", "s8", activation_symmetric=False, reduce_range=None,
+            float_outputs=("MatMul", "Gemm"), const_b_matmuls_only=True, skip_depthwise=True,
             notes="x86-64: u8 activations x s8 per-channel weights; 7-bit weights (reduce_range) unless "
-            "the CPU has VNNI, because AVX2's u8s8 kernel saturates (override: options reduce_range)",
+            "the CPU has VNNI, because AVX2's u8s8 kernel saturates (override: options reduce_range); "
+            "projections write float, attention MatMuls and depthwise convs stay float",
         ),
-        QuantPreset("arm64", "u8", "s8", activation_symmetric=False,
-                    notes="arm64 (NEON / dot-product): u8 activations, s8 per-channel weights"),
+        QuantPreset("arm64", "u8", "s8", activation_symmetric=False, float_outputs=("MatMul", "Gemm"),
+                    const_b_matmuls_only=True,
+                    notes="arm64 (NEON / dot-product): u8 activations, s8 per-channel weights; projections "
+                    "write float, attention MatMuls stay float"),
         QuantPreset(
             "tensorrt", "s8", "s8", activation_symmetric=True, ort_optimize=False,
             notes="TensorRT explicit quantization: symmetric s8/s8 QDQ on a graph free of ORT-only ops",
@@ -104,6 +114,20 @@ class QuantReport:
         return asdict(self)
 
 
+def depthwise_convs(model: Any) -> list[str]:
+    """Names of the Conv nodes with one input channel per group (depthwise)."""
+    weights = {t.name: list(t.dims) for t in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2:
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        dims = weights.get(node.input[1])
+        if group > 1 and dims is not None and len(dims) > 1 and dims[1] == 1:
+            out.append(node.name)
+    return out
+
+
 def _reader(calib: CalibrationSet, input_name: str, batch: int) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -137,7 +161,8 @@ def quantize_onnx(
     options: dict[str, Any] | None = None,
 ) -> QuantReport:
     """Quantize an fp32 ONNX file to int8 QDQ at `output`. `options`: reduce_range (bool), op_types
-    (list), exclude (node names), per_channel (bool), matmul_const_b_only (bool), percentile (float)."""
+    (list), exclude (node names), per_channel (bool), matmul_const_b_only (bool), skip_depthwise (bool),
+    percentile (float); defaults come from the preset."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -163,8 +188,10 @@ def quantize_onnx(
         extra["CalibNumBins"] = 2048
     rr = opts.get("reduce_range", p.reduce_range)
     reduce_range = (not host_has_vnni()) if rr is None else bool(rr)
-    if opts.get("matmul_const_b_only"):
+    if opts.get("matmul_const_b_only", p.const_b_matmuls_only):
         extra["MatMulConstBOnly"] = True  # attention's activation x activation MatMuls stay float
+    if p.float_outputs:
+        extra["OpTypesToExcludeOutputQuantization"] = list(p.float_outputs)
     cal_method = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
@@ -184,7 +211,11 @@ def quantize_onnx(
         model = onnx.load(str(pre))
         input_name = model.graph.input[0].name
         exclude = list(opts.get("exclude", []))
-        candidates = [n for n in model.graph.node if n.op_type in op_types and n.name not in exclude]
+        if opts.get("skip_depthwise", p.skip_depthwise):
+            exclude += [n for n in depthwise_convs(model) if n not in exclude]
+        consts = {t.name for t in model.graph.initializer}
+        candidates = [n for n in model.graph.node if n.op_type in op_types and n.name not in exclude
+                      and not (n.op_type == "MatMul" and "MatMulConstBOnly" in extra and n.input[1] not in consts)]
         try:
             quantize_static(
                 str(pre),
