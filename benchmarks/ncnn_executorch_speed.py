@@ -30,9 +30,7 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from _common import save_fixture_checkpoint  # also puts the repository on sys.path
 
 DEFAULT_MODELS = ("fcaformer_l1", "cas_vit_xs", "stvit_small")
 CASES = (  # (target, precision, runtime, suffix)
@@ -75,19 +73,6 @@ def worker(runtime: str, artifact: str, threads: int, img_size: int, options: st
 
 # ------------------------------------------------------------------------------------------ parent
 
-def fixture_checkpoint(name: str, workdir: Path) -> tuple[Path | None, str]:
-    """Official-checkpoint fixture weights (realistic magnitudes; FcaFormer's own init collapses)."""
-    try:
-        import torch
-
-        from tests import conformance
-
-        path = workdir / f"{name}-fixture.pth"
-        if not path.is_file():
-            torch.save(conformance.official_state_dict(name), path)
-        return path, "conformance fixture"
-    except Exception as exc:
-        return None, f"random init ({type(exc).__name__})"
 
 
 def export_all(models: list[str], workdir: Path, reuse: bool) -> tuple[dict[str, Path], dict[str, Any]]:
@@ -96,7 +81,7 @@ def export_all(models: list[str], workdir: Path, reuse: bool) -> tuple[dict[str,
     arts: dict[str, Path] = {}
     facts: dict[str, Any] = {}
     for name in models:
-        ckpt, weights = fixture_checkpoint(name, workdir)
+        ckpt, weights = save_fixture_checkpoint(name, workdir)
         for target, precision, _, suffix in CASES:
             key = f"{name}/{target}/{precision}"
             out = workdir / f"{name}_{precision}{suffix}"
@@ -134,6 +119,8 @@ def measure(arts: dict[str, Path], *, threads: int, rounds: int, block: int, img
         for key, path in arts.items():
             runtime = {"onnx": "onnxruntime", "ncnn": "ncnn", "executorch": "executorch"}[key.split("/")[1]]
             options = next((o for sfx, case, o in VARIANTS if key.endswith(f"{case}-{sfx}")), {})
+            if runtime == "onnxruntime":  # idle workers' spinning pool threads would steal the timed one's cores
+                options = {**options, "spinning": False}
             procs[key] = subprocess.Popen(
                 [sys.executable, __file__, "--worker", runtime, str(path), str(threads), str(img_size),
                  json.dumps(options)],

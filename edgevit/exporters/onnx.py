@@ -214,8 +214,9 @@ ONNX = register_target(
         title="ONNX (ONNX Runtime)",
         suffix=".onnx",
         precisions=("fp32", "fp16", "int8"),
-        int8="static W8A8 QDQ (per-channel weights; Conv/MatMul/Gemm quantized, LayerNorm/Softmax/GELU/"
-        "residual Adds kept float), calibrated on images",
+        int8="static W8A8 QDQ (per-channel weights; Conv/MatMul/Gemm quantized, projections write float; "
+        "LayerNorm/Softmax/GELU/residual Adds, attention MatMuls and on x86 depthwise convs kept float), "
+        "calibrated on images",
         runtime="onnxruntime",
         extra="onnx",
         exporter=export_onnx,
