@@ -103,16 +103,22 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def run_suite(path: str | Path, *, profile: str | None = None, threads: int | None = None,
-              protocol: Protocol | None = None, strict: bool = False, progress: bool = False,
-              cache_root: Path | None = None, log: Any = None) -> "Any":
-    """Plan every group of a suite, then run all cases in one pass (one fresh process each)."""
+              runtime: str | None = None, protocol: Protocol | None = None, strict: bool = False,
+              progress: bool = False, cache_root: Path | None = None, log: Any = None) -> "Any":
+    """Plan every group of a suite, then run all cases in one pass (one fresh process each).
+
+    `profile`, `threads` and `runtime` given here override the suite's; the suite's `threads` belong to
+    its own profile, so another profile runs with that profile's threads unless `threads` says otherwise.
+    """
     from edgevit.bench.api import Plan, plan, run_plan
 
     suite = load_suite(path)
+    own_profile = profile is None or profile == suite.profile
+    threads = threads or (suite.threads if own_profile else None)
     merged: Plan | None = None
     for i, g in enumerate(suite.groups):
-        p = plan([*g.models, *map(str, g.artifacts)], profile=profile or suite.profile, runtime=g.runtime,
-                 precision=g.precisions or None, threads=threads or suite.threads, batch=g.batch or None,
+        p = plan([*g.models, *map(str, g.artifacts)], profile=profile or suite.profile, runtime=runtime or g.runtime,
+                 precision=g.precisions or None, threads=threads, batch=g.batch or None,
                  img_size=g.img_size, strict=strict, reference=suite.reference and i == 0, cache_root=cache_root,
                  log=log)
         if merged is None:

@@ -52,7 +52,7 @@ def bench_cmd(
 
         s = load_suite(suite)
         explicit = runs is not None or min_seconds > 0 or warmup != 5
-        res = run_suite(suite, profile=device if device != "host" else None, threads=threads,
+        res = run_suite(suite, profile=device if device != "host" else None, threads=threads, runtime=runtime,
                         protocol=protocol if explicit else s.protocol, strict=strict, progress=True, log=log)
     else:
         p = plan(inputs or [], profile=device, runtime=runtime, precision=precision or None, threads=threads,
