@@ -11,6 +11,9 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MODELS = ("fcaformer_l1", "cas_vit_xs", "stvit_small")  # the issues' three representatives
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet normalisation of all four families
+COSINE_MIN = 0.999  # emulated vs x86 artifact of the same precision
 if str(REPO) not in sys.path:  # for tests.conformance (the official-checkpoint fixtures)
     sys.path.insert(0, str(REPO))
 
@@ -62,3 +65,14 @@ def run_torch(name: str, state: Any, x: np.ndarray) -> np.ndarray:
     model = create_model(name, checkpoint=state).eval()
     with torch.inference_mode():
         return np.concatenate([model(torch.from_numpy(x[i : i + 1])).numpy() for i in range(len(x))])
+
+
+def write_report(report: dict[str, Any], markdown: str, json_path: Path | None, md_path: Path | None) -> None:
+    """Print the Markdown report and write it (and the JSON report) where asked."""
+    import json
+
+    print(markdown)
+    for path, text in ((json_path, json.dumps(report, indent=1) + "\n"), (md_path, markdown)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)

@@ -41,18 +41,22 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # for tests.conformance (the official-checkpoint fixtures)
-    sys.path.insert(0, str(REPO))
-
-from _common import conformance_bound, cosine_rows, fixture_checkpoint, run_torch  # noqa: E402
+from _common import (  # also puts the repository on sys.path (tests.conformance: the fixtures)
+    COSINE_MIN,
+    DEFAULT_MODELS,
+    MEAN,
+    REPO,
+    STD,
+    conformance_bound,
+    cosine_rows,
+    fixture_checkpoint,
+    run_torch,
+    write_report,
+)
 
 from edgevit import emulation as emu  # noqa: E402
 from edgevit.errors import UnavailableError  # noqa: E402
 
-DEFAULT_MODELS = ("fcaformer_l1", "cas_vit_xs", "stvit_small")
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-COSINE_MIN = 0.999
 
 # Artifact variants: precision and export options. `int8` is what a user deploys to an arm64 board.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -364,14 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     except UnavailableError as exc:
         print(f"unavailable: {exc}", file=sys.stderr)
         return 2
-    md = markdown(report)
-    print(md)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(md)
+    write_report(report, markdown(report), args.json, args.markdown)
     return 0 if report["passed"] and report.get("image_check", {}).get("passed", True) else 1
 
 

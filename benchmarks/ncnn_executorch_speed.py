@@ -30,9 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import save_fixture_checkpoint  # also puts the repository on sys.path
-
-DEFAULT_MODELS = ("fcaformer_l1", "cas_vit_xs", "stvit_small")
+from _common import DEFAULT_MODELS, save_fixture_checkpoint  # also puts the repository on sys.path
 CASES = (  # (target, precision, runtime, suffix)
     ("onnx", "fp32", "onnxruntime", ".onnx"),
     ("onnx", "int8", "onnxruntime", ".onnx"),
