@@ -9,5 +9,6 @@ from edgevit.rewrite import dropout, fuse  # noqa: E402,F401  isort: skip
 from edgevit.rewrite import casvit  # noqa: E402,F401  isort: skip
 from edgevit.rewrite import super_tokens  # noqa: E402,F401  isort: skip
 from edgevit.rewrite import cross_tokens  # noqa: E402,F401  isort: skip
+from edgevit.rewrite import convnext  # noqa: E402,F401  isort: skip
 
 __all__ = ["deploy", "register_rewrite", "registered_rewrites", "rewrite_for"]
