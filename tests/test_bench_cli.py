@@ -66,3 +66,16 @@ def test_regress_cli_gate(runner, artifacts, tmp_path):
     assert res.exit_code == 0 and (tmp_path / "new.json").exists()
     res = runner.invoke(app, ["regress", str(cur), "--baseline", str(tmp_path / "new.json")])
     assert res.exit_code == 0, res.output
+
+
+def test_runtime_options_reach_the_runner(runner, artifacts, tmp_path):
+    out = tmp_path / "o.json"
+    res = runner.invoke(app, ["bench", str(artifacts["base"]), *FAST, "-O", "optimization=basic", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    (case,) = json.loads(out.read_text())["cases"]
+    assert case["ok"] and case["case"]["options"] == {"optimization": "basic"}
+    # an option no measured runtime reads is refused before anything runs
+    res = runner.invoke(app, ["bench", str(artifacts["base"]), *FAST, "-O", "powersave=2"])
+    assert res.exit_code == 2 and "'powersave' is not read by the runtimes measured here" in res.output
+    res = runner.invoke(app, ["bench", str(artifacts["base"]), *FAST, "-O", "optimization"])
+    assert res.exit_code == 2 and "KEY=VALUE" in res.output

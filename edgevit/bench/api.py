@@ -168,8 +168,12 @@ def plan(
     reference: bool = False,
     cache_root: Path | None = None,
     log: Callable[[str], None] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Plan:
-    """Resolve inputs (model names are exported into the cache; files are taken as they are) into cases."""
+    """Resolve inputs (model names are exported into the cache; files are taken as they are) into cases.
+
+    `options` go to the runners of the measured cases (e.g. ncnn `powersave`, `packing`), over the
+    profile's `runtime_options`."""
     prof = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
     host = detect_host()
     warnings: list[str] = []
@@ -230,6 +234,7 @@ def plan(
                     cases.append(_case(art.path, canonical, rt, target_key, p, b, n_threads, art.info, note))
     for f in files:
         cases.extend(_file_cases(f, runtime, precisions, batches, n_threads, used_runtimes))
+    _apply_runner_options(cases, {**prof.runtime_options, **(options or {})})
     if reference:
         cases.insert(0, reference_case(n_threads, cache_root))
         if "onnxruntime" not in used_runtimes:
@@ -242,6 +247,19 @@ def plan(
         seen.add(c.id)
     all_precisions = sorted({c.precision for c in cases if not c.reference})
     return Plan(prof, host, cases, warnings, used_runtimes, all_precisions, n_threads, batches, note)
+
+
+def _apply_runner_options(cases: list[Case], options: dict[str, Any]) -> None:
+    """Give each case the options its runtime reads; an option no runtime of the plan reads is an error."""
+    from edgevit.runtimes import get_runtime
+
+    keys = {c.runtime: get_runtime(c.runtime).runner.option_keys for c in cases}
+    for key in options:
+        if not any(key in known for known in keys.values()):
+            offered = "; ".join(f"{rt}: {', '.join(k) or 'none'}" for rt, k in keys.items())
+            raise ConfigError(f"runner option {key!r} is not read by the runtimes measured here ({offered})")
+    for c in cases:
+        c.options = {**c.options, **{k: v for k, v in options.items() if k in keys[c.runtime]}}
 
 
 def _case(path: Path, model: str | None, runtime: str, target: str, precision: str, batch: int, threads: int,

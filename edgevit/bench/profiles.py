@@ -74,6 +74,7 @@ class DeviceProfile:
     memory_gb: float | None = None
     gpu: str = ""
     fallback_runtimes: tuple[str, ...] = ()
+    runtime_options: dict[str, Any] = field(default_factory=dict)  # e.g. ncnn {powersave: 2} on big.LITTLE
     gate: GateSettings = field(default_factory=GateSettings)
     references: tuple[Reference, ...] = ()
     notes: str = ""
@@ -93,7 +94,7 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {  # key -> (types, r
     "isa": (str, False), "cores": (int, True), "threads": (int, True), "frequency_ghz": ((int, float), False),
     "memory_gb": ((int, float), False), "gpu": (str, False), "runtime": (str, True),
     "fallback_runtimes": (list, False), "precisions": (list, True), "batch": (list, False),
-    "gate": (dict, False), "references": (list, False), "notes": (str, False),
+    "runtime_options": (dict, False), "gate": (dict, False), "references": (list, False), "notes": (str, False),
 }
 _REF_FIELDS = {"model": str, "latency_ms": (int, float), "threads": int, "batch": int,
                "memory_mb": (int, float), "source": str}
@@ -209,6 +210,7 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
         isa=data.get("isa") or "", cores=data["cores"], threads=data["threads"],
         frequency_ghz=data.get("frequency_ghz"), memory_gb=data.get("memory_gb"), gpu=data.get("gpu") or "",
         runtime=data["runtime"], fallback_runtimes=tuple(fallbacks), precisions=tuple(precisions),
+        runtime_options=dict(data.get("runtime_options") or {}),
         batch=tuple(batch), gate=gate, references=tuple(refs), notes=(data.get("notes") or "").strip(),
         path=where, detected=detected,
     )

@@ -104,7 +104,8 @@ def load_suite(path: str | Path) -> Suite:
 
 def run_suite(path: str | Path, *, profile: str | None = None, threads: int | None = None,
               runtime: str | None = None, protocol: Protocol | None = None, strict: bool = False,
-              progress: bool = False, cache_root: Path | None = None, log: Any = None) -> "Any":
+              progress: bool = False, cache_root: Path | None = None, log: Any = None,
+              options: dict[str, Any] | None = None) -> "Any":
     """Plan every group of a suite, then run all cases in one pass (one fresh process each).
 
     `profile`, `threads` and `runtime` given here override the suite's; the suite's `threads` belong to
@@ -120,7 +121,7 @@ def run_suite(path: str | Path, *, profile: str | None = None, threads: int | No
         p = plan([*g.models, *map(str, g.artifacts)], profile=profile or suite.profile, runtime=runtime or g.runtime,
                  precision=g.precisions or None, threads=threads, batch=g.batch or None,
                  img_size=g.img_size, strict=strict, reference=suite.reference and i == 0, cache_root=cache_root,
-                 log=log)
+                 log=log, options=options)
         if merged is None:
             merged = p
             continue

@@ -10,6 +10,29 @@ import typer
 from edgevit.cli.app import app, console, err_console
 
 
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """`KEY=VALUE` strings -> options; VALUE as int, float, true/false, else the string."""
+    from edgevit.errors import ConfigError
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--runtime-option takes KEY=VALUE, got {pair!r}")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = value
+    return out
+
+
 @app.command("bench")
 def bench_cmd(
     inputs: Annotated[list[str] | None, typer.Argument(help="Model names (exported on the fly, cached) and/or "
@@ -34,6 +57,9 @@ def bench_cmd(
     md_out: Annotated[str | None, typer.Option("--markdown", help="Write Markdown; file or directory.")] = None,
     plot_out: Annotated[str | None, typer.Option("--plot", help="Latency vs GMACs/params PNG; file or "
                                                   "directory.")] = None,
+    runtime_option: Annotated[list[str] | None, typer.Option(
+        "--runtime-option", "-O", help="KEY=VALUE for the runner, repeatable: ncnn powersave=0|1|2 (all, little, "
+        "big cores), packing=true|false; onnxruntime optimization=all|extended|basic|disable.")] = None,
 ) -> None:
     """Measure latency (median, p90, p99, spread), load time, first inference and peak RSS, one fresh
     process per case, under a device profile."""
@@ -53,10 +79,12 @@ def bench_cmd(
         s = load_suite(suite)
         explicit = runs is not None or min_seconds > 0 or warmup != 5
         res = run_suite(suite, profile=device if device != "host" else None, threads=threads, runtime=runtime,
+                        options=parse_options(runtime_option or []),
                         protocol=protocol if explicit else s.protocol, strict=strict, progress=True, log=log)
     else:
         p = plan(inputs or [], profile=device, runtime=runtime, precision=precision or None, threads=threads,
-                 batch=batch or None, img_size=img_size, strict=strict, reference=reference, log=log)
+                 batch=batch or None, img_size=img_size, strict=strict, reference=reference, log=log,
+                 options=parse_options(runtime_option or []))
         _warn(p.warnings)
         res = run_plan(p, protocol, progress=True)
     if suite is not None:

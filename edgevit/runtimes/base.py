@@ -27,6 +27,7 @@ class Runner(abc.ABC):
     """Runs one artifact: `load` once, `infer` many times on NCHW float32 arrays, `close` at the end."""
 
     key: str = ""
+    option_keys: tuple[str, ...] = ()  # the runner options this runtime reads (bench -O KEY=VALUE)
 
     def __init__(self, *, threads: int | None = None, **options: object) -> None:
         self.threads = threads

@@ -20,6 +20,7 @@ class CoreMLRunner(Runner):
     """Predicts with an .mlpackage on macOS; option `compute_units` (ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE)."""
 
     key = "coreml"
+    option_keys = ("compute_units",)
 
     def load(self, path: Path) -> None:
         from edgevit.exporters.coreml import INPUT_NAME, OUTPUT_NAME, import_coremltools

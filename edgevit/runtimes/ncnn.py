@@ -29,6 +29,7 @@ from edgevit.runtimes.base import Availability, Runner, RuntimeSpec, probe_modul
 
 class NcnnRunner(Runner):
     key = "ncnn"
+    option_keys = ("powersave", "packing", "fp16", "light_mode")
 
     def __init__(self, *, threads: int | None = None, **options: object) -> None:
         super().__init__(threads=threads, **options)

@@ -21,6 +21,7 @@ class OnnxRuntimeRunner(Runner):
     """
 
     key = "onnxruntime"
+    option_keys = ("optimization", "spinning")
 
     def load(self, path: Path) -> None:
         import onnxruntime as ort

@@ -18,6 +18,7 @@ class TorchScriptLiteRunner(Runner):
     """Loads a .ptl with `torch.jit.mobile._load_for_lite_interpreter`; options: `qengine`."""
 
     key = "torchscript-lite"
+    option_keys = ("qengine",)
 
     def load(self, path: Path) -> None:
         import torch
