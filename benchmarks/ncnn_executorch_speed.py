@@ -166,11 +166,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Host latency: ncnn and ExecuTorch vs ONNX Runtime ({env['machine']}, {report['threads']} threads, batch 1)",
         "",
         f"{env['cpu_count']} logical CPUs; load average (1 min) during the run: median "
-        f"{env['load_median']:.1f}, max {env['load_max']:.1f} (shared with other jobs: absolute numbers "
-        "are inflated, ratios measured interleaved are the usable part). Versions: "
+        f"{env['load_median']:.1f}, max {env['load_max']:.1f} (the benchmark's own idle workers count in it; "
+        "on a shared machine absolute numbers inflate, the interleaved ratios stay usable). Versions: "
         + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
         "",
-        "| model | runtime | precision | median ms | p90 ms | p10 ms | vs ORT fp32 | verified | cosine | notes |",
+        "| model | runtime | precision | median ms | p90 ms | p10 ms | time / ORT fp32 (< 1 faster) | verified | cosine | notes |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, s in report["results"].items():

@@ -1,7 +1,7 @@
 """TensorRT target: a serialized engine (plain TensorRT plan, `.engine`) built from edgevit's own ONNX
 with the TensorRT 10 Python API.
 
-- Source: the `onnx` target's exporter (dynamo, opset 18, so LayerNorm is one `LayerNormalization`
+- Source: the `onnx` target's exporter (dynamo, opset 20, so LayerNorm is one `LayerNormalization`
   node that TensorRT maps to an INormalizationLayer). Never an ORT-optimised graph: ORT's fused ops
   (`com.microsoft::*`) do not parse in TensorRT (FIELD_NOTES). The ONNX is linted with Polygraphy
   (`polygraphy check lint`) before it is handed over, which also runs here without a GPU.

@@ -20,7 +20,7 @@ model's `img_size` gives the resolution). The constant costs h*N*(N+Ns) floats p
 1.3 MB per block, 6.9 MB in all, for fcaformer_l1).
 
 The attention is written as MatMul-Add-Softmax-MatMul rather than `F.scaled_dot_product_attention`:
-at opset 18 (edgevit's ONNX default) SDPA decomposes into the same chain plus extra Reshape/Mul
+at opset 18-20 (edgevit's ONNX default is 20) SDPA decomposes into the same chain plus extra Reshape/Mul
 nodes (16 more nodes on fcaformer_l1); at opset 23 it becomes one `Attention` node that ORT runs
 but that the TensorRT / Core ML / ncnn converters do not all accept, while all of them
 pattern-match the plain chain. Weight layer scales and BatchNorm are folded by the models' own
