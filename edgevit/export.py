@@ -174,8 +174,10 @@ def _resolve_output(output: str | os.PathLike[str] | None, default_name: str, su
         path = Path.cwd() / default_name
     else:
         path = Path(output).expanduser()
-        # an existing folder named like the artifact (NAME.mlpackage/, NAME.ncnn/) is the artifact itself
-        if (path.is_dir() and not path.name.lower().endswith(suffix)) or str(output).endswith(("/", os.sep)):
+        # an existing folder named like the artifact (NAME.mlpackage/, NAME.ncnn/) is the artifact itself;
+        # a trailing separator, or a new name without any suffix, is a folder to put the artifact in
+        folder = str(output).endswith(("/", os.sep)) or (not path.exists() and not path.suffix)
+        if folder or (path.is_dir() and not path.name.lower().endswith(suffix)):
             path = path / default_name
     if not path.name.lower().endswith(suffix):
         raise ConfigError(f"output {path.name!r} must end with {suffix}")

@@ -32,6 +32,15 @@ def test_export_then_verify_round_trip(tmp_out):
     assert side["verification"]["passed"]
 
 
+@pytest.mark.parametrize("given", ["new/", "new"])
+def test_output_folder_that_does_not_exist_yet(tmp_path, given, monkeypatch):
+    """The README's `-o out/` on a fresh machine: a trailing slash, or a name without suffix, is a folder."""
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["export", "toy_vit", "-o", given])
+    assert res.exit_code == 0, _err(res)
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["toy_vit_fp32.onnx", "toy_vit_fp32.onnx.json"]
+
+
 def test_export_with_checkpoint_and_calibration_folder(tmp_out, tmp_path):
     from PIL import Image
 

@@ -32,7 +32,9 @@ class CalibMethod(str, Enum):
 def export_cmd(
     model: Annotated[str, typer.Argument(help="Model name or alias (see `edgevit models`).")],
     target: Annotated[TargetChoice, typer.Option("--target", "-t", help="Export target.")] = "onnx",  # type: ignore[valid-type,assignment]
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact path or folder.")] = None,
+    # str, not Path: Path("out/") drops the trailing slash that marks a folder still to be created
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Artifact path, or folder (created if "
+                                               "missing; a trailing / or no suffix means a folder).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint file; without it the weights are random.")] = None,
     img_size: Annotated[int | None, typer.Option(help="Input size (default: the model's).")] = None,
     batch: Annotated[int, typer.Option(help="Fixed batch size.")] = 1,
