@@ -50,6 +50,30 @@ class _EdgeVitGroup(TyperGroup):
             raise typer.Exit(INTERNAL_ERROR_EXIT) from None
 
 
+def parse_key_values(items: list[str] | None, flag: str) -> dict[str, object]:
+    """`KEY=VALUE` options (export --option, bench --runtime-option); values become int, float or bool
+    where they read as one, else stay strings."""
+    from edgevit.errors import ConfigError
+
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} takes KEY=VALUE, got {item!r}")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip()] = value
+    return out
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())

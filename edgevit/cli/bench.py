@@ -7,30 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgevit.cli.app import app, console, err_console
-
-
-def parse_options(pairs: list[str]) -> dict[str, object]:
-    """`KEY=VALUE` strings -> options; VALUE as int, float, true/false, else the string."""
-    from edgevit.errors import ConfigError
-
-    out: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--runtime-option takes KEY=VALUE, got {pair!r}")
-        value: object = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    pass
-        out[key.strip()] = value
-    return out
+from edgevit.cli.app import app, console, err_console, parse_key_values
 
 
 @app.command("bench")
@@ -79,12 +56,12 @@ def bench_cmd(
         s = load_suite(suite)
         explicit = runs is not None or min_seconds > 0 or warmup != 5
         res = run_suite(suite, profile=device if device != "host" else None, threads=threads, runtime=runtime,
-                        options=parse_options(runtime_option or []),
+                        options=parse_key_values(runtime_option, "--runtime-option"),
                         protocol=protocol if explicit else s.protocol, strict=strict, progress=True, log=log)
     else:
         p = plan(inputs or [], profile=device, runtime=runtime, precision=precision or None, threads=threads,
                  batch=batch or None, img_size=img_size, strict=strict, reference=reference, log=log,
-                 options=parse_options(runtime_option or []))
+                 options=parse_key_values(runtime_option, "--runtime-option"))
         _warn(p.warnings)
         res = run_plan(p, protocol, progress=True)
     if suite is not None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgevit.cli.app import app, console, err_console
+from edgevit.cli.app import app, console, err_console, parse_key_values
 from edgevit.errors import ConfigError
 
 
@@ -66,7 +66,7 @@ def export_cmd(
             model, target=str(getattr(target, "value", target)), precision=precision, output=output,
             checkpoint=checkpoint, img_size=img_size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
             calib_data=calib_data, calib_samples=calib_samples, calib_method=calib_method.value,
-            preset=preset, simplify=simplify, verify=verify, threads=threads, options=_parse_options(option),
+            preset=preset, simplify=simplify, verify=verify, threads=threads, options=parse_key_values(option, "--option"),
         )
     for w in caught:
         if issubclass(w.category, RandomWeightsWarning):
@@ -78,23 +78,3 @@ def export_cmd(
             err_console.print(f"[yellow]{note}[/]", highlight=False)
     console.print(f"[green]wrote[/] {report.artifact} ({report.info['size_mb']:.2f} MB) and {report.sidecar.name}")
 
-
-def _parse_options(items: list[str] | None) -> dict[str, object]:
-    """`-O key=value` pairs; values become int, float or bool where they read as one."""
-    out: dict[str, object] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--option {item!r} must be KEY=VALUE")
-        value: object = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    continue
-        out[key.strip()] = value
-    return out
