@@ -178,3 +178,54 @@ def test_unknown_method_and_preset_are_config_errors(toy_fp32, calib, tmp_path):
         quantize_onnx(toy_fp32, tmp_path / "x.onnx", calib, method="kl")
     with pytest.raises(ConfigError):
         quantize_onnx(toy_fp32, tmp_path / "x.onnx", calib, preset="riscv")
+
+
+def test_cpu_presets_keep_projection_outputs_and_attention_matmuls_float(toy_fp32, calib, tmp_path):
+    """x86/arm64: MatMul/Gemm write float (ORT's QGemm / MatMulIntegerToFloat; no requantize + DQ pass
+    before the float LayerNorm/GELU/Add that follows), and activation x activation MatMuls stay float."""
+    import onnx
+
+    from edgevit.quantize.onnx_static import quantize_onnx
+
+    for preset in ("x86", "arm64"):
+        out = tmp_path / f"{preset}.onnx"
+        quantize_onnx(toy_fp32, out, calib, preset=preset)
+        m = onnx.load(str(out))
+        inits = {t.name for t in m.graph.initializer}
+        producer = {o: n for n in m.graph.node for o in n.output}
+        for n in m.graph.node:
+            if n.op_type in ("MatMul", "Gemm"):
+                assert not any(c.op_type == "QuantizeLinear" for c in _consumers(m, n.output[0])), (preset, n.name)
+                fed = [producer.get(i) for i in n.input[:2]]
+                weight = any(f is not None and f.op_type == "DequantizeLinear" and f.input[0] in inits for f in fed)
+                if not weight:  # attention's q @ k^T and attn @ v: no int8 input at all
+                    assert not any(f is not None and f.op_type == "DequantizeLinear" for f in fed), (preset, n.name)
+        assert any(n.op_type == "DequantizeLinear" for n in m.graph.node)
+
+
+def test_x86_preset_keeps_depthwise_convs_float(calib, tmp_path):
+    import onnx
+    import torch
+    from torch import nn
+
+    from edgevit.quantize.onnx_static import depthwise_convs, quantize_onnx
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                        nn.Conv2d(8, 4, 1)).eval()
+    fp32 = tmp_path / "dw.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(1, 3, 64, 64),), str(fp32), input_names=["input"], dynamo=True,
+                          verbose=False)
+    model = onnx.load(str(fp32))
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert depthwise_convs(model) == [convs[1].name]
+    out = tmp_path / "dw_int8.onnx"
+    rep = quantize_onnx(fp32, out, calib, preset="x86")
+    assert rep.excluded_nodes == 1 and rep.quantized_nodes == 2
+    m = onnx.load(str(out))
+    producer = {o: n for n in m.graph.node for o in n.output}
+    dw = next(n for n in m.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i == 8 for a in n.attribute))
+    assert dw.input[1] not in producer, "depthwise weights stay a float initializer"
+    dense = [n for n in m.graph.node if n.op_type == "Conv" and n is not dw]
+    assert all(producer[n.input[1]].op_type == "DequantizeLinear" for n in dense)
