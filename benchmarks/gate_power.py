@@ -78,7 +78,7 @@ def main() -> None:
         f"{args.runs} timed runs per case; baseline artifact conv_stack({args.layers})",
         f"- 1-min load average during the measurement: min {min(load):.1f}, median "
         f"{sorted(load)[len(load) // 2]:.1f}, max {max(load):.1f} on {base.host['cores']} cores "
-        "(the machine was shared with other engineers' builds and tests)",
+        + (" (above the core count: other work shared the machine)" if min(load) > base.host["cores"] else ""),
         f"- {args.reruns} identical reruns; {args.repeats} repeats per injected slowdown; "
         f"{(time.time() - started) / 60:.1f} min in all",
         "- raw ratio spread of identical reruns (median statistic, not normalised): "

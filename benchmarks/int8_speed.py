@@ -111,7 +111,8 @@ def main() -> None:
     env = {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": args.threads,
            "load_avg_at_start": os.getloadavg(),
-           "note": "shared 2-core machine: other engineers' jobs ran concurrently; compare variants within a run"}
+           "note": "variants run interleaved in one process: compare them within a run; the load averages say "
+                   "whether other work shared the cores"}
     results = {}
     for name in args.models:
         res = bench_model(name, args.threads, args.rounds, weights=args.weights, preset=args.preset)
@@ -123,7 +124,7 @@ def main() -> None:
             print(f"{k:14} {v['median_ms']:10.2f} {v['p10_ms']:6.2f}-{v['p90_ms']:<7.2f} {sp['median']:8.2f}x "
                   f"({sp['p10']:.2f}-{sp['p90']:.2f}){'':6} {v['min_cosine_vs_torch']:9.5f}")
     env["load_avg_at_end"] = os.getloadavg()
-    print(f"\nload average start {env['load_avg_at_start']}, end {env['load_avg_at_end']} (shared machine)")
+    print(f"\nload average start {env['load_avg_at_start']}, end {env['load_avg_at_end']} (above the core count: other work shared the cores)")
     if args.json:
         args.json.write_text(json.dumps({"env": env, "results": results}, indent=1))
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from edgevit.errors import EdgeVitError
+from edgevit.errors import ConfigError, EdgeVitError
 
 # Piped or captured output (CI logs, files, tests) gets tables at least 160 wide instead of Rich's 80-column
 # default, so case names and paths are not cut; a terminal keeps its own width.
@@ -53,8 +53,6 @@ class _EdgeVitGroup(TyperGroup):
 def parse_key_values(items: list[str] | None, flag: str) -> dict[str, object]:
     """`KEY=VALUE` options (export --option, bench --runtime-option); values become int, float or bool
     where they read as one, else stay strings."""
-    from edgevit.errors import ConfigError
-
     out: dict[str, object] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")

@@ -48,6 +48,7 @@ def bench_cmd(
     n_runs = runs if runs is not None else (10 if min_seconds > 0 else 50)
     protocol = Protocol(warmup=warmup, runs=n_runs, min_seconds=min_seconds)
     log = lambda msg: err_console.print(f"[dim]{msg}[/]")  # noqa: E731
+    options = parse_key_values(runtime_option, "--runtime-option")
     if suite is not None:
         if inputs:
             raise ConfigError("give a --suite or inputs, not both")
@@ -56,12 +57,12 @@ def bench_cmd(
         s = load_suite(suite)
         explicit = runs is not None or min_seconds > 0 or warmup != 5
         res = run_suite(suite, profile=device if device != "host" else None, threads=threads, runtime=runtime,
-                        options=parse_key_values(runtime_option, "--runtime-option"),
+                        options=options,
                         protocol=protocol if explicit else s.protocol, strict=strict, progress=True, log=log)
     else:
         p = plan(inputs or [], profile=device, runtime=runtime, precision=precision or None, threads=threads,
                  batch=batch or None, img_size=img_size, strict=strict, reference=reference, log=log,
-                 options=parse_key_values(runtime_option, "--runtime-option"))
+                 options=options)
         _warn(p.warnings)
         res = run_plan(p, protocol, progress=True)
     if suite is not None:
