@@ -48,7 +48,7 @@ VARIANTS = (("nopack", "ncnn/fp32", {"packing": False}),)
 
 def worker(runtime: str, artifact: str, threads: int, img_size: int, options: str = "{}") -> None:
     """Load one artifact, then answer `N` lines on stdin with N timings (ms, JSON list) on stdout."""
-    from edgevit.runtimes import open_runner
+    from edgevit.backends import open_runner
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 3, img_size, img_size)).astype(np.float32)
@@ -74,6 +74,7 @@ def worker(runtime: str, artifact: str, threads: int, img_size: int, options: st
 
 
 def export_all(models: list[str], workdir: Path, reuse: bool) -> tuple[dict[str, Path], dict[str, Any]]:
+    from edgevit.artifact import read_record
     from edgevit.export import export
 
     arts: dict[str, Path] = {}
@@ -90,14 +91,14 @@ def export_all(models: list[str], workdir: Path, reuse: bool) -> tuple[dict[str,
                     warnings.simplefilter("ignore")
                     export(name, target=target, precision=precision, output=out, checkpoint=ckpt,
                            preset="x86" if (target == "onnx" and precision == "int8") else None)
-            info = json.loads(side.read_text())
-            ver = info.get("verification") or {}
+            rec = read_record(out)
+            ver = rec.verification or {}
             o = (ver.get("outputs") or [{}])[0]
-            exp = info.get("export") or {}
+            exp = rec.export
             facts[key] = {
                 "weights": weights, "verified": ver.get("passed"), "cosine": o.get("cosine"),
                 "top1_agreement": o.get("top1_agreement"), "max_abs_error": o.get("max_abs_error"),
-                "size_mb": info.get("size_mb"),
+                "size_mb": round(rec.size_bytes / 1e6, 3),
                 **({"delegated_nodes": exp["delegated_nodes"], "non_delegated_nodes": exp["non_delegated_nodes"]}
                    if "delegated_nodes" in exp else {}),
                 **({"layers": exp["layers"]} if "layers" in exp else {}),

@@ -47,5 +47,13 @@ class VerificationError(EdgeVitError):
     """An artifact whose outputs do not match the PyTorch reference within its bound."""
 
 
+class OutputError(EdgeVitError):
+    """A file edgevit was asked to write cannot be written (full disk, read-only folder, bad path)."""
+
+
+class BenchFailure(EdgeVitError):
+    """Some benchmark cases failed; the others were measured and written."""
+
+
 class RegressionError(EdgeVitError):
-    """The latency gate found a regression."""
+    """The latency gate found a regression, or could not judge what it was asked to."""

@@ -1,6 +1,6 @@
 """Opt-in: edgevit's ncnn artifacts give the same outputs on armv7 (Cortex-A17 class) as on x86.
 
-Runs benchmarks/armv7_emulation.py (the armv7l ncnn wheel from PyPI in a Debian armhf rootfs under
+Runs tests/emulation/armv7.py (`python -m tests.emulation.armv7`) (the armv7l ncnn wheel from PyPI in a Debian armhf rootfs under
 `qemu-arm-static -cpu cortex-a15`) and checks its report: fp32 within the conformance bound of x86
 ncnn and of the PyTorch model on every image, fp16 cosine >= 0.999 against x86 ncnn. Takes many minutes
 (emulation is ~200x slower than native) and needs mmdebstrap + qemu-user-static, so it is deselected
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from edgevit import emulation as emu
+from tests.emulation import harness as emu
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "armv7_emulation.py"
+MODULE = "tests.emulation.armv7"
 
 pytestmark = [pytest.mark.emulation, pytest.mark.slow]
 
@@ -36,7 +36,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     if missing:
         pytest.skip(f"{', '.join(missing)} missing: apt-get install mmdebstrap qemu-user-static")
     out = tmp_path_factory.mktemp("armv7")
-    cmd = [sys.executable, str(SCRIPT), "--json", str(out / "report.json"),
+    cmd = [sys.executable, "-m", MODULE, "--json", str(out / "report.json"),
            "--images", os.environ.get("EDGEVIT_EMU_IMAGES", "4"), "--workdir", str(out / "artifacts")]
     if models := os.environ.get("EDGEVIT_EMU_MODELS"):
         cmd += ["--models", *models.split()]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,21 +78,16 @@ def load_results(path: str | Path) -> BenchResults:
 def versions() -> dict[str, str]:
     """Versions that change latency, recorded in every result (published numbers without them are
     irreproducible: ncnn's own A17 table moved 1.7x between versions)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from edgevit.backends import runtimes
+    from edgevit.versions import CORE_DISTS, package_versions
 
-    out = {"python": platform.python_version()}
-    for dist in ("edgevit", "numpy", "onnxruntime", "onnx", "torch", "ncnn", "executorch", "coremltools"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            continue
-    return out
+    return package_versions([*CORE_DISTS, *(d for r in runtimes().values() for d in r.dists)])
 
 
 # ---------------------------------------------------------------- planning
-def _available_runtimes() -> dict[str, str]:
+def available_runtimes() -> dict[str, str]:
     """Runtime key -> '' when available here, else the reason it is not."""
-    from edgevit.runtimes import runtimes
+    from edgevit.backends import runtimes
 
     out = {}
     for key, spec in runtimes().items():
@@ -104,7 +98,7 @@ def _available_runtimes() -> dict[str, str]:
 
 def choose_runtime(profile: DeviceProfile, requested: str | None, *, strict: bool) -> tuple[str, str]:
     """The runtime to measure with and, if it is not the profile's, the note that labels the results."""
-    avail = _available_runtimes()
+    avail = available_runtimes()
     want = requested or profile.runtime
     if avail.get(want) == "":
         return want, ""
@@ -120,19 +114,11 @@ def choose_runtime(profile: DeviceProfile, requested: str | None, *, strict: boo
     raise UnavailableError(f"no runtime available to run profile {profile.name} ({want}: {why})")
 
 
-def target_for_runtime(runtime: str) -> str:
-    """The export target whose artifacts this runtime runs (first in the targets table)."""
-    from edgevit.exporters import targets
-
-    for key, t in targets().items():
-        if t.runtime == runtime:
-            return key
-    raise ConfigError(f"no export target produces artifacts for runtime {runtime!r}")
-
-
 def _name_of(path: Path) -> str:
+    from edgevit.backends import artifact_suffixes
+
     name = path.name
-    for suffix in (".onnx", ".pte", ".ptl", ".pt", ".mlpackage", ".mlmodel", ".engine", ".param", ".bin"):
+    for suffix in artifact_suffixes():
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
@@ -167,7 +153,6 @@ def plan(
     strict: bool = False,
     reference: bool = False,
     cache_root: Path | None = None,
-    log: Callable[[str], None] | None = None,
     options: dict[str, Any] | None = None,
 ) -> Plan:
     """Resolve inputs (model names are exported into the cache; files are taken as they are) into cases.
@@ -180,12 +165,13 @@ def plan(
     mismatch = host_mismatches(prof, host)
     if mismatch:
         if strict:
-            raise ConfigError(f"this machine is not a {prof.name} ({'; '.join(mismatch)}); --strict refuses")
-        warnings.append(f"NOT a {prof.name}: {'; '.join(mismatch)}. Applying its settings (threads, runtime, "
-                        f"precision, batch) on {host.cpu} x{host.cores}; results are labelled with this host.")
-    n_threads = threads or prof.threads
+            raise ConfigError(f"this machine is not the {prof.name} device ({'; '.join(mismatch)}); --strict refuses")
+        warnings.append(f"this machine is not the {prof.name} device: {'; '.join(mismatch)}. Applying its settings "
+                        f"(threads, runtime, precision, batch) on {host.cpu} x{host.cores}; results are labelled "
+                        "with this host.")
+    n_threads = prof.threads if threads is None else threads
     if n_threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {n_threads}")
+        raise ConfigError(f"--threads must be at least 1, got {n_threads}")
     if n_threads > host.cores:
         msg = f"{n_threads} threads on {host.cores} usable cores: threads share cores (oversubscribed)"
         if strict:
@@ -216,13 +202,13 @@ def plan(
         if note:
             warnings.append(note)
         used_runtimes.append(rt)
-        target_key = target_for_runtime(rt)
-        from edgevit.exporters import check_precision, get_target
+        from edgevit.backends import backend_for_runtime
 
-        tgt = get_target(target_key)
+        tgt = backend_for_runtime(rt)
+        target_key = tgt.key
         precs = precisions or [p for p in prof.precisions if p in tgt.precisions] or [tgt.default_precision]
         for p in precs:
-            check_precision(tgt, p)
+            tgt.check_precision(p)
         from edgevit.bench.cache import get_artifact
 
         for name in models:
@@ -230,8 +216,9 @@ def plan(
             for p in precs:
                 for b in batches:
                     art = get_artifact(canonical, target=target_key, precision=p, img_size=img_size, batch=b,
-                                       root=cache_root, log=log)
-                    cases.append(_case(art.path, canonical, rt, target_key, p, b, n_threads, art.info, note))
+                                       root=cache_root)
+                    info = {"img_size": art.record.img_size, "params": art.record.params, "macs": art.record.macs}
+                    cases.append(_case(art.path, canonical, rt, target_key, p, b, n_threads, info, note))
     for f in files:
         cases.extend(_file_cases(f, runtime, precisions, batches, n_threads, used_runtimes))
     _apply_runner_options(cases, {**prof.runtime_options, **(options or {})})
@@ -251,9 +238,9 @@ def plan(
 
 def _apply_runner_options(cases: list[Case], options: dict[str, Any]) -> None:
     """Give each case the options its runtime reads; an option no runtime of the plan reads is an error."""
-    from edgevit.runtimes import get_runtime
+    from edgevit.backends import get_runtime
 
-    keys = {c.runtime: get_runtime(c.runtime).runner.option_keys for c in cases}
+    keys = {c.runtime: get_runtime(c.runtime).option_keys for c in cases}
     for key in options:
         if not any(key in known for known in keys.values()):
             offered = "; ".join(f"{rt}: {', '.join(k) or 'none'}" for rt, k in keys.items())
@@ -264,42 +251,41 @@ def _apply_runner_options(cases: list[Case], options: dict[str, Any]) -> None:
 
 def _case(path: Path, model: str | None, runtime: str, target: str, precision: str, batch: int, threads: int,
           info: dict[str, Any], note: str = "") -> Case:
-    from edgevit.bench.cache import artifact_size
-    from edgevit.bench.synthetic import file_sha256
+    from edgevit.artifact import artifact_sha256, artifact_size
 
     name = model or _name_of(path)
     return Case(
         id=case_id(name, runtime, precision, batch, threads), artifact=str(path.resolve()), runtime=runtime,
         target=target, precision=precision, threads=threads, batch=batch, model=model,
         img_size=info.get("img_size"), params=info.get("params"), macs=info.get("macs"),
-        model_size_bytes=artifact_size(path), artifact_sha256=file_sha256(path) if path.is_file() else "",
+        model_size_bytes=artifact_size(path), artifact_sha256=artifact_sha256(path),
         runtime_note=note,
     )
 
 
 def _file_cases(path: Path, runtime: str | None, precisions: list[str], batches: list[int], threads: int,
                 used: list[str]) -> list[Case]:
-    """An artifact file runs in its target's runtime; its precision and model come from its sidecar."""
-    from edgevit.bench.cache import read_sidecar
-    from edgevit.exporters import target_for_artifact
+    """An artifact runs in its target's runtime (or another that loads it); its precision, batch and
+    model come from its record."""
+    from edgevit.artifact import read_record
+    from edgevit.backends import backend_for_artifact, runtimes_for_artifact
 
-    tgt = target_for_artifact(path)
-    if runtime and runtime != tgt.runtime:
-        raise ConfigError(f"{path.name} is a {tgt.key} artifact, run by {tgt.runtime or 'no runtime here'}, "
-                          f"not {runtime}")
-    if not tgt.runtime:
-        raise UnavailableError(f"{path.name}: target {tgt.key} has no runtime on this machine")
-    side = read_sidecar(path)
-    precision = str(side.get("precision") or (precisions[0] if len(precisions) == 1 else "fp32"))
-    batch = int(side.get("batch") or (batches[0] if len(batches) == 1 else 1))
-    if tgt.runtime not in used:
-        used.append(tgt.runtime)
-    info = {"img_size": side.get("img_size"), "params": side.get("params"), "macs": side.get("macs")}
-    model = side.get("model") if isinstance(side.get("model"), str) else None
+    tgt = backend_for_artifact(path)
+    able = runtimes_for_artifact(path)
+    if not able:
+        raise UnavailableError(f"{path.name}: target {tgt.key} has no runtime in edgevit")
+    if runtime and runtime not in able:
+        raise ConfigError(f"{path.name} is a {tgt.key} artifact, run by {', '.join(able)}, not {runtime}")
+    rt = runtime or able[0]
+    rec = read_record(path)
+    precision = rec.precision if rec else (precisions[0] if len(precisions) == 1 else "fp32")
+    batch = rec.batch if rec else (batches[0] if len(batches) == 1 else 1)
+    if rt not in used:
+        used.append(rt)
+    info = {"img_size": rec.img_size, "params": rec.params, "macs": rec.macs} if rec else {}
     # An exported artifact is "this model at this precision": same case id as benching the model by
     # name, so a baseline made from names can judge an artifact put in its place (and vice versa).
-    case = _case(path, model, tgt.runtime, tgt.key, precision, batch, threads, info)
-    return [case]
+    return [_case(path, rec.model if rec else None, rt, tgt.key, precision, batch, threads, info)]
 
 
 def reference_case(threads: int, cache_root: Path | None = None) -> Case:
@@ -351,7 +337,6 @@ def benchmark(
     reference: bool = False,
     progress: bool = False,
     cache_root: Path | None = None,
-    log: Callable[[str], None] | None = None,
 ) -> BenchResults:
     """Benchmark model names and/or artifact files under a device profile, one fresh process per case.
 
@@ -360,5 +345,5 @@ def benchmark(
     """
     protocol = Protocol(warmup=warmup, warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds)
     p = plan(inputs, profile=profile, runtime=runtime, precision=precision, threads=threads, batch=batch,
-             img_size=img_size, strict=strict, reference=reference, cache_root=cache_root, log=log)
+             img_size=img_size, strict=strict, reference=reference, cache_root=cache_root)
     return run_plan(p, protocol, progress=progress)

@@ -1,29 +1,31 @@
 """Artifacts exported on the fly for `edgevit bench MODEL`, cached by a content hash.
 
-The key hashes the model name, every export option, the edgevit and torch versions and the *source*
-of the code that shapes the artifact (the model's module, shared layers, rewrites, the target's exporter,
-quantization, the export pipeline),
-so an edited model file or exporter never serves a stale artifact, and an unchanged one is exported
-once. The cache lives in `$EDGEVIT_CACHE` or `~/.cache/edgevit`; entries are written to a temporary
-name and renamed, so concurrent benches at worst export twice.
+The key hashes the model name, every export option, the versions that shape the artifact and the
+*source* of the code that shapes it (the model's module, shared layers, rewrites, quantization, the
+export pipeline and the target's backend folder), so an edited model file or backend never serves a
+stale artifact and an unchanged one is exported once. Entries are verified on read (the artifact's
+sha256 against its record) and rebuilt when corrupt. The cache lives in `$EDGEVIT_CACHE` or
+`$XDG_CACHE_HOME/edgevit` (`~/.cache/edgevit`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from edgevit.errors import ConfigError
+from edgevit import progress
+from edgevit.artifact import ArtifactRecord, artifact_sha256, read_record
+from edgevit.errors import ConfigError, EdgeVitError
+from edgevit.files import check_writable, remove_path
 
 # Parts of the package whose source changes what any exported artifact contains; the model's own
-# module and its target's exporter module are added per key.
-_SOURCE_PARTS = ("models/_registry.py", "models/layers.py", "rewrite", "quantize", "export.py",
-                 "exporters/targets.py")
+# module and its target's backend folder are added per key.
+_SOURCE_PARTS = ("models/_registry.py", "models/_build.py", "models/layers.py", "rewrite", "quantize",
+                 "export.py", "artifact.py", "backends/base.py", "backends/_registry.py")
 
 
 def cache_dir() -> Path:
@@ -34,57 +36,74 @@ def cache_dir() -> Path:
     return Path(base) / "edgevit"
 
 
-def _module_file(module: str) -> str | None:
+def usable_cache_dir(root: Path | None = None) -> Path:
+    """The cache folder, created and proven writable; a one-line error naming the variable if not."""
+    folder = root or cache_dir()
+    try:
+        check_writable(folder)
+    except EdgeVitError as exc:
+        where = "EDGEVIT_CACHE" if os.environ.get("EDGEVIT_CACHE") else "the cache folder"
+        raise ConfigError(f"{where} is not usable ({exc}); set EDGEVIT_CACHE to a writable folder") from None
+    return folder
+
+
+def _module_dir(module: str) -> Path | None:
     import importlib.util
 
     spec = importlib.util.find_spec(module)
-    return spec.origin if spec and spec.origin else None
+    return Path(spec.origin).parent if spec and spec.origin else None
 
 
 @lru_cache(maxsize=64)
 def source_digest(model: str = "", target: str = "") -> str:
     """sha256 over the source that shapes this artifact: the shared pipeline parts, the model's own
-    module and the target's exporter module (path + bytes, stable order). Narrow on purpose: an edit
-    to another family or target does not throw away this model's cached artifacts."""
+    module and the target's backend folder (path + bytes, stable order). Narrow on purpose: an edit to
+    another family or target does not throw away this model's cached artifacts."""
     root = Path(__file__).resolve().parents[1]
     files: list[Path] = []
     for part in _SOURCE_PARTS:
         p = root / part
         files += sorted(p.rglob("*.py")) if p.is_dir() else ([p] if p.exists() else [])
-    extra = []
     if model:
         from edgevit.models import model_info
 
-        extra.append(_module_file(model_info(model).factory.__module__))
+        spec = _module_file(model_info(model).factory.__module__)
+        files += [spec] if spec else []
     if target:
-        extra.append(_module_file(f"edgevit.exporters.{target}"))
-    files += [Path(f) for f in extra if f and Path(f).exists()]
+        from edgevit.backends import get_backend
+
+        folder = _module_dir(get_backend(target).export.__module__)
+        files += sorted(folder.rglob("*.py")) if folder else []
     h = hashlib.sha256()
     for f in files:
-        h.update(str(f.resolve().relative_to(root)).encode() if f.resolve().is_relative_to(root) else f.name.encode())
+        rel = f.resolve().relative_to(root) if f.resolve().is_relative_to(root) else Path(f.name)
+        h.update(str(rel).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+def _module_file(module: str) -> Path | None:
+    import importlib.util
 
-    out = {}
-    for dist in ("edgevit", "torch", "onnx", "onnxruntime"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = ""
-    return out
+    spec = importlib.util.find_spec(module)
+    return Path(spec.origin) if spec and spec.origin else None
+
+
+def _versions(target: str) -> dict[str, str]:
+    from edgevit.backends import get_backend
+    from edgevit.versions import CORE_DISTS, package_versions
+
+    b = get_backend(target)
+    return package_versions((*CORE_DISTS, *b.requires, *(b.runtime.dists if b.runtime else ())), python=False)
 
 
 def cache_key(model: str, *, target: str, precision: str, img_size: int | None, batch: int,
               options: dict[str, Any] | None = None) -> str:
     payload = {
         "model": model, "target": target, "precision": precision, "img_size": img_size, "batch": batch,
-        "options": options or {}, "versions": _versions(), "source": source_digest(model, target),
+        "options": options or {}, "versions": _versions(target), "source": source_digest(model, target),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -92,106 +111,41 @@ class CachedArtifact:
     path: Path
     key: str
     hit: bool
-    info: dict[str, Any]  # params, macs, img_size, export facts
+    record: ArtifactRecord
 
 
-def artifact_size(path: Path) -> int:
-    """Bytes of an artifact file, or of every file in an artifact directory (.mlpackage)."""
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return path.stat().st_size
-
-
-def model_counts(model: str, img_size: int | None) -> dict[str, Any]:
-    """Params and MACs of a registry model (MACs when the counter is there), for tables and plots."""
-    from edgevit.models import create_model, model_info
-
-    info = model_info(model)
-    size = img_size or int(info.default_cfg.get("img_size", 224))
-    net = create_model(model).eval()
-    out: dict[str, Any] = {"img_size": size, "params": sum(p.numel() for p in net.parameters())}
+def _valid_entry(path: Path) -> ArtifactRecord | None:
+    """The entry's record when the artifact is whole (its sha256 matches the record), else None."""
+    if not path.exists():
+        return None
     try:
-        from edgevit.models._macs import count_macs
-    except ImportError:
-        return out
-    out["macs"] = int(count_macs(net, size))
-    return out
+        rec = read_record(path)
+    except EdgeVitError:
+        rec = None
+    if rec is not None and rec.sha256 and artifact_sha256(path) == rec.sha256:
+        return rec
+    progress.notice(f"cache entry {path.name} is corrupt or incomplete: exporting it again")
+    remove_path(path)
+    remove_path(path.with_name(path.name + ".json"))
+    return None
 
 
 def get_artifact(model: str, *, target: str, precision: str, img_size: int | None = None, batch: int = 1,
-                 options: dict[str, Any] | None = None, root: Path | None = None, log: Any = None) -> CachedArtifact:
+                 options: dict[str, Any] | None = None, root: Path | None = None) -> CachedArtifact:
     """The cached artifact for these options, exporting it (through `edgevit.export.export`) on a miss."""
-    from edgevit.exporters import get_target
+    from edgevit.backends import get_backend
+    from edgevit.export import export
 
-    tgt = get_target(target)
+    suffix = get_backend(target).suffix
     key = cache_key(model, target=target, precision=precision, img_size=img_size, batch=batch, options=options)
-    folder = (root or cache_dir()) / "artifacts"
+    folder = usable_cache_dir(root) / "artifacts"
     stem = f"{model}-{target}-{precision}-b{batch}" + (f"-{img_size}px" if img_size else "")
-    path = folder / f"{stem}-{key[:12]}{tgt.suffix}"
-    info_path = path.with_name(path.name + ".bench.json")
-    if path.exists() and info_path.exists():
-        return CachedArtifact(path, key, True, json.loads(info_path.read_text()))
-    try:
-        from edgevit.export import export
-    except ImportError:
-        raise ConfigError(
-            "edgevit.export is not available in this checkout: bench an artifact file instead of a model name"
-        ) from None
-    if log:
-        log(f"exporting {model} ({target}, {precision}, batch {batch}) into the cache")
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".tmp-{os.getpid()}-{path.name}"
-    kwargs: dict[str, Any] = {"target": target, "precision": precision, "output": tmp, "batch": batch}
-    if img_size:
-        kwargs["img_size"] = img_size
-    if options:
-        kwargs.update(options)
-    try:
-        report = export(model, **kwargs)
-        produced = Path(getattr(report, "artifact", None) or getattr(report, "output", None) or tmp)
-        info = model_counts(model, img_size) | {"cache_key": key, "export": _report_facts(report)}
-        side_src = Path(getattr(report, "sidecar", None) or produced.with_name(produced.name + ".json"))
-        if produced != path:
-            if path.exists():
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-            produced.replace(path)
-        if side_src.exists():
-            side_src.replace(path.with_name(path.name + ".json"))
-        tmp_info = info_path.with_name(info_path.name + f".{os.getpid()}")
-        tmp_info.write_text(json.dumps(info, indent=1, default=str))
-        tmp_info.replace(info_path)
-    finally:
-        for leftover in folder.glob(f".tmp-{os.getpid()}-*"):
-            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
-    return CachedArtifact(path, key, False, info)
-
-
-def _report_facts(report: Any) -> dict[str, Any]:
-    """A few facts from the ExportReport, whatever its exact shape."""
-    info = getattr(report, "info", None)
-    if isinstance(info, dict):
-        keep = ("precision", "target", "batch", "img_size", "opset", "exporter", "sha256", "verified")
-        return {k: info[k] for k in keep if k in info} | {"warnings": list(getattr(report, "warnings", []))}
-    for attr in ("as_dict", "to_dict"):
-        fn = getattr(report, attr, None)
-        if callable(fn):
-            try:
-                d = fn()
-                return {k: d[k] for k in ("precision", "target", "verify", "verified", "seconds") if k in d}
-            except Exception:  # facts are a nicety; never fail a benchmark over them
-                return {}
-    return {}
-
-
-def read_sidecar(artifact: Path) -> dict[str, Any]:
-    """The export sidecar `<artifact>.json` and our own `<artifact>.bench.json`, merged (empty if none)."""
-    out: dict[str, Any] = {}
-    for side in (artifact.with_name(artifact.name + ".json"), artifact.with_name(artifact.name + ".bench.json")):
-        if side.exists():
-            try:
-                data = json.loads(side.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if isinstance(data, dict):
-                out |= data
-    return out
+    path = folder / f"{stem}-{key[:12]}{suffix}"
+    rec = _valid_entry(path)
+    if rec is not None:
+        return CachedArtifact(path, key, True, rec)
+    progress.notice(f"exporting {model} ({target}, {precision}, batch {batch}) into the cache")
+    kwargs: dict[str, Any] = {"target": target, "precision": precision, "output": path, "batch": batch,
+                              "img_size": img_size, **(options or {})}
+    report = export(model, **kwargs)
+    return CachedArtifact(path, key, False, report.record)

@@ -65,6 +65,9 @@ def plot(results: "BenchResults", target: str | Path) -> Path:
     if skipped:
         fig.text(0.01, 0.01, "no MACs/params for: " + ", ".join(skipped), fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from edgevit.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return path

@@ -17,12 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from edgevit.backends.base import PRECISIONS
 from edgevit.errors import ConfigError
 
 AUTO = "auto"
-PRECISIONS = ("fp32", "fp16", "int8")
-# Runtime keys a profile may name; runners for some land in other modules (or only exist on the device).
-KNOWN_RUNTIMES = ("onnxruntime", "ncnn", "tensorrt", "coreml", "torchscript", "executorch")
 KNOWN_ARCHS = ("armv7l", "aarch64", "x86_64", "arm64")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -101,6 +99,13 @@ _REF_FIELDS = {"model": str, "latency_ms": (int, float), "threads": int, "batch"
 _GATE_FIELDS = {"rel_tolerance": (int, float), "abs_floor_ms": (int, float), "statistic": str, "normalize": str}
 
 
+def _runtime_keys() -> list[str]:
+    """Runtime keys a profile may name: every registered backend's runtime."""
+    from edgevit.backends import runtimes
+
+    return sorted(runtimes())
+
+
 def _err(where: str, msg: str) -> ConfigError:
     return ConfigError(f"{where}: {msg}")
 
@@ -160,16 +165,14 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
             _positive(where, key, data[key])
     if data["threads"] > 4 * data["cores"]:
         raise _err(where, f"threads ({data['threads']}) is more than 4x cores ({data['cores']})")
-    for key in ("runtime",):
-        if data[key] not in KNOWN_RUNTIMES:
-            raise _err(where, f"runtime {data[key]!r} is not one of {', '.join(KNOWN_RUNTIMES)}")
+    known = _runtime_keys()
     fallbacks = data.get("fallback_runtimes") or []
-    for rt in fallbacks:
-        if rt not in KNOWN_RUNTIMES:
-            raise _err(where, f"fallback runtime {rt!r} is not one of {', '.join(KNOWN_RUNTIMES)}")
+    for what, rt in (("runtime", data["runtime"]), *(("fallback runtime", f) for f in fallbacks)):
+        if rt not in known:
+            raise _err(where, f"{what} {rt!r} is not one of {', '.join(known)}")
     precisions = data["precisions"]
     if not precisions:
-        raise _err(where, "field 'precisions' must list at least one of fp32, fp16, int8")
+        raise _err(where, f"field 'precisions' must list at least one of {', '.join(PRECISIONS)}")
     for p in precisions:
         if p not in PRECISIONS:
             raise _err(where, f"precision {p!r} is not one of {', '.join(PRECISIONS)}")
@@ -217,13 +220,16 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
 
 
 # ---------------------------------------------------------------- discovery and loading
+PACKAGED_PROFILES = Path(__file__).resolve().parents[1] / "device_profiles"  # shipped in the wheel
+
+
 def profile_dirs() -> list[Path]:
-    """Where profiles are looked up: $EDGEVIT_PROFILES, ./device_profiles, then the repository's."""
+    """Where profiles are looked up: $EDGEVIT_PROFILES, ./device_profiles, then the ones edgevit ships."""
     dirs = []
     if env := os.environ.get("EDGEVIT_PROFILES"):
         dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
     dirs.append(Path.cwd() / "device_profiles")
-    dirs.append(Path(__file__).resolve().parents[2] / "device_profiles")
+    dirs.append(PACKAGED_PROFILES)
     seen: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in seen:
@@ -400,6 +406,33 @@ def host_mismatches(profile: DeviceProfile, host: HostInfo) -> list[str]:
     if profile.gpu and not _has_nvidia():
         out.append(f"no NVIDIA GPU here (the device has {profile.gpu})")
     return out
+
+
+def describe_profile(p: DeviceProfile, host: HostInfo) -> list[str]:
+    """A profile in plain lines for people (no Python reprs)."""
+    g = p.gate
+    lines = [
+        f"[bold]{p.name}[/]: {p.title}",
+        f"  device: {p.cpu} x{p.cores}, {p.arch}" + (f", {p.isa}" if p.isa else "")
+        + (f", {p.frequency_ghz:g} GHz" if p.frequency_ghz else "") + (f", {p.memory_gb:g} GB" if p.memory_gb else "")
+        + (f", GPU {p.gpu}" if p.gpu else ""),
+        f"  measures with: {p.runtime}" + (f" (fallback {', '.join(p.fallback_runtimes)})" if p.fallback_runtimes
+                                           else "") + f", {p.threads} threads, precisions {', '.join(p.precisions)}, "
+        f"batch {', '.join(map(str, p.batch))}",
+        f"  latency gate: {g.rel_tolerance:.0%} tolerance + {g.abs_floor_ms:g} ms floor on the {g.statistic}, "
+        f"normalise {g.normalize}",
+    ]
+    if p.runtime_options:
+        lines.append("  runner options: " + ", ".join(f"{k}={v}" for k, v in p.runtime_options.items()))
+    for r in p.references:
+        lines.append(f"  published: {r.model} {r.latency_ms:g} ms (batch {r.batch}, {r.threads or '?'} threads"
+                     + (f", {r.memory_mb:g} MB" if r.memory_mb else "") + f") - {r.source}")
+    if p.notes:
+        lines.append(f"  notes: {p.notes}")
+    mism = host_mismatches(p, host)
+    lines.append(f"  this machine: {'yes' if not mism else 'no (' + '; '.join(mism) + ')'}")
+    lines.append(f"  file: {p.path}")
+    return lines
 
 
 def _has_nvidia() -> bool:

@@ -235,7 +235,6 @@ def compare(
 def _judge(cid: str, cur: Sequence[float], base: Sequence[float], tol: float, floor: float, confidence: float,
            n_boot: int, q: float, ref_cur: Sequence[float] | None,
            ref_base: Sequence[float] | None) -> CaseComparison:
-    import numpy as np
 
     seed = int.from_bytes(cid.encode()[:8].ljust(8, b"\0"), "little") % (2**32)
     ratio, lo, hi = bootstrap_ratio(cur, base, ref_cur=ref_cur, ref_base=ref_base, confidence=confidence,
@@ -280,9 +279,6 @@ def regress(current: "str | Path | BenchResults", baseline: "str | Path | BenchR
 
 
 def write_baseline(results: "BenchResults", path: Path) -> None:
-    import json
+    from edgevit.files import atomic_write_json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results.to_dict(), indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, results.to_dict(), indent=1)

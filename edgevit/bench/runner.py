@@ -1,7 +1,7 @@
 """Run benchmark cases, one fresh subprocess each, and collect their results with the child's peak RSS.
 
 The child's peak RSS comes from `os.wait4(pid, 0)` (its own rusage): `RUSAGE_CHILDREN` would be a
-running maximum over every child so far and would blame one case for another's memory (FIELD_NOTES).
+running maximum over every child so far and would blame one case for another's memory.
 The wait4 happens in a tiny launcher process, because a child forked from a large parent inherits the
 parent's RSS high-water mark on Linux (see `_LAUNCHER`).
 Output goes to temporary files rather than pipes so that a chatty runtime cannot fill a pipe and

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from edgevit.artifact import MB
+from edgevit.files import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -65,7 +67,7 @@ def rows(results: "BenchResults") -> list[dict[str, Any]]:
         row |= {
             "load_ms": r.load_ms, "first_ms": r.first_ms, "peak_rss_mb": r.peak_rss_mb,
             "rss_loaded_mb": r.rss_loaded_mb,
-            "model_size_mb": round(c.model_size_bytes / 2**20, 3) if c.model_size_bytes else None,
+            "model_size_mb": round(c.model_size_bytes / MB, 3) if c.model_size_bytes else None,
             "params_m": round(c.params / 1e6, 3) if c.params else None,
             "gmacs": round(c.macs / 1e9, 3) if c.macs else None,
             "reference_ms": _reference_ms(results, c.model, c.batch),
@@ -80,9 +82,7 @@ def rows(results: "BenchResults") -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- files
 def write_json(results: "BenchResults", target: str | Path) -> Path:
-    path = output_path(target, results, ".json")
-    path.write_text(json.dumps(results.to_dict(), indent=1) + "\n")
-    return path
+    return atomic_write_json(output_path(target, results, ".json"), results.to_dict(), indent=1)
 
 
 def to_csv(results: "BenchResults") -> str:
@@ -96,9 +96,7 @@ def to_csv(results: "BenchResults") -> str:
 
 
 def write_csv(results: "BenchResults", target: str | Path) -> Path:
-    path = output_path(target, results, ".csv")
-    path.write_text(to_csv(results))
-    return path
+    return atomic_write_text(output_path(target, results, ".csv"), to_csv(results))
 
 
 MD_COLUMNS = (("case", "id"), ("median ms", "median_ms"), ("p90 ms", "p90_ms"), ("p99 ms", "p99_ms"),
@@ -150,9 +148,7 @@ def to_markdown(results: "BenchResults") -> str:
 
 
 def write_markdown(results: "BenchResults", target: str | Path) -> Path:
-    path = output_path(target, results, ".md")
-    path.write_text(to_markdown(results))
-    return path
+    return atomic_write_text(output_path(target, results, ".md"), to_markdown(results))
 
 
 def parse_markdown_table(text: str) -> list[dict[str, str]]:

@@ -1,11 +1,8 @@
-"""`edgevit doctor`: every export target and runtime on this machine, available or not, its version,
-and why not with the fix. Probes never import a missing package and never crash the command."""
+"""`edgevit doctor`: prints `edgevit.doctor.collect()` as tables (or JSON)."""
 from __future__ import annotations
 
 import json
-import platform
-import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -14,86 +11,17 @@ from rich.table import Table
 from edgevit.cli.app import app, console
 
 
-def _dist_version(module: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version({"onnx_graphsurgeon": "onnx-graphsurgeon"}.get(module, module))
-    except PackageNotFoundError:
-        return ""
-
-
-def _safe(probe: Any) -> Any:
-    """A probe that raises is a bug in the probe; report it as unavailable rather than crash doctor."""
-    from edgevit.runtimes.base import Availability
-
-    try:
-        return probe()
-    except Exception as exc:  # noqa: BLE001 - doctor must always finish
-        return Availability(False, reason=f"probe failed: {type(exc).__name__}: {exc}")
-
-
-def collect() -> dict[str, Any]:
-    """What doctor reports, as data (the table and `--json` both come from this)."""
-    from edgevit.exporters.targets import target_availability, targets
-    from edgevit.runtimes.base import runtimes
-
-    rts = runtimes()
-    target_rows = []
-    for t in targets().values():
-        avail = _safe(lambda t=t: target_availability(t))
-        rt = rts.get(t.runtime)
-        rt_avail = _safe(rt.probe) if rt else None
-        target_rows.append({
-            "target": t.key,
-            "title": t.title,
-            "available": avail.available,
-            "version": avail.version or (_dist_version(t.requires[0]) if t.requires else ""),
-            "reason": avail.reason,
-            "precisions": list(t.precisions),
-            "default_precision": t.default_precision,
-            "int8": t.int8,
-            "suffix": t.suffix,
-            "extra": t.extra,
-            "requirement": t.requirement,
-            "runtime": t.runtime,
-            "verify": ("runs the artifact" if rt_avail and rt_avail.available
-                       else f"not run here ({t.runtime} unavailable)" if rt_avail else "no runtime"),
-        })
-    runtime_rows = []
-    for r in rts.values():
-        avail = _safe(r.probe)
-        runtime_rows.append({"runtime": r.key, "title": r.title, "available": avail.available,
-                             "version": avail.version, "reason": avail.reason, "extra": r.extra})
-    return {"host": _host(), "targets": target_rows, "runtimes": runtime_rows}
-
-
-def _host() -> dict[str, Any]:
-    info: dict[str, Any] = {"python": platform.python_version(), "platform": sys.platform,
-                            "machine": platform.machine()}
-    try:
-        import torch
-
-        from edgevit.exporters.torchscript import xnnpack_available
-
-        info["torch"] = torch.__version__
-        info["xnnpack"] = xnnpack_available()
-        info["quantized_engines"] = [e for e in torch.backends.quantized.supported_engines if e != "none"]
-        info["cuda"] = bool(torch.cuda.is_available())
-    except ImportError:
-        info["torch"] = ""
-    return info
-
-
 def _mark(ok: bool) -> str:
     return "[green]yes[/]" if ok else "[red]no[/]"
 
 
 @app.command("doctor")
 def doctor_cmd(
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", metavar="", help="Machine-readable output.")] = False,
 ) -> None:
     """List every export target and runtime: available or not, version, and why not with the fix."""
+    from edgevit.doctor import collect
+
     data = collect()
     if json_out:
         typer.echo(json.dumps(data, indent=2))
@@ -120,4 +48,9 @@ def doctor_cmd(
         table.add_row(escape(r["runtime"]), _mark(r["available"]), escape(r["version"] or "—"),
                       escape(r["reason"] or ""))
     console.print(table)
+    for r in data["runtimes"]:
+        for key, value in (r.get("details") or {}).items():
+            console.print(f"{r['runtime']} {key}: {value}", highlight=False)
+    for plugin, why in data["plugin_errors"].items():
+        console.print(f"[red]plugin {escape(plugin)} failed to load:[/] {escape(why)}")
     console.print("* default precision", style="dim")

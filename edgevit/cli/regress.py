@@ -11,25 +11,33 @@ from edgevit.cli.app import app, console, err_console
 
 @app.command("regress")
 def regress_cmd(
-    current: Annotated[Path, typer.Argument(help="Result JSON of `edgevit bench ... --json`.")],
-    baseline: Annotated[Path, typer.Option(help="Baseline JSON, e.g. benchmarks/baselines/host.json.")],
-    tolerance: Annotated[float | None, typer.Option(help="Relative tolerance (default: the profile's gate).")] = None,
-    floor_ms: Annotated[float | None, typer.Option(help="Absolute floor in ms (default: the profile's gate).")] = None,
-    confidence: Annotated[float, typer.Option(help="Confidence of the bootstrap interval.")] = 0.95,
-    normalize: Annotated[str | None, typer.Option(help="auto (across machines), always or never: divide by the "
-                                                  "@reference case's ratio (default: the profile's gate).")] = None,
-    statistic: Annotated[str | None, typer.Option(help="median, p25 or p10 (default: the profile's gate).")] = None,
-    update: Annotated[bool, typer.Option("--update", help="Write the current results as the new baseline.")] = False,
-    markdown: Annotated[Path | None, typer.Option(help="Write the Markdown report (CI summary) here.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON here.")] = None,
-    fail_on_improvement: Annotated[bool, typer.Option(help="Also fail when a case got faster (forces a baseline "
-                                                      "refresh so the gate stays tight).")] = False,
+    current: Annotated[Path, typer.Argument(metavar="RESULTS", help="Result JSON of `edgevit bench ... --json`.")],
+    baseline: Annotated[Path, typer.Option(metavar="FILE", help="Baseline JSON, e.g. "
+                                           "benchmarks/baselines/host.json.")],
+    tolerance: Annotated[float | None, typer.Option(metavar="R", help="Relative tolerance (default: the "
+                                                    "profile's gate).")] = None,
+    floor_ms: Annotated[float | None, typer.Option(metavar="MS", help="Absolute floor in ms (default: the "
+                                                   "profile's gate).")] = None,
+    confidence: Annotated[float, typer.Option(metavar="C", help="Confidence of the bootstrap interval.")] = 0.95,
+    normalize: Annotated[str | None, typer.Option(metavar="MODE", help="auto (across machines), always or never: "
+                                                  "divide by the @reference case's ratio (default: the profile's "
+                                                  "gate).")] = None,
+    statistic: Annotated[str | None, typer.Option(metavar="STAT", help="median, p25 or p10 (default: the "
+                                                  "profile's gate).")] = None,
+    update: Annotated[bool, typer.Option("--update", metavar="", help="Write the current results as the new "
+                                         "baseline.")] = False,
+    markdown: Annotated[Path | None, typer.Option(metavar="FILE", help="Write the Markdown report (CI summary) "
+                                                  "here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the comparison as JSON "
+                                                  "here.")] = None,
+    fail_on_improvement: Annotated[bool, typer.Option("--fail-on-improvement", metavar="", help="Also fail when a "
+                                                      "case got faster (forces a baseline refresh).")] = False,
 ) -> None:
     """Compare results with a baseline case by case; exit 1 on a regression."""
-    import json
-
     from edgevit.bench import tables
     from edgevit.bench.regress import regress
+    from edgevit.errors import RegressionError
+    from edgevit.files import atomic_write_json, atomic_write_text
 
     report = regress(current, baseline, tolerance=tolerance, floor_ms=floor_ms, confidence=confidence,
                      normalize=normalize, statistic=statistic, update=update)
@@ -37,11 +45,9 @@ def regress_cmd(
     for note in report.notes:
         err_console.print(f"[dim]{note}[/]")
     if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(tables.regress_markdown(report))
-        err_console.print(f"wrote {markdown}")
+        err_console.print(f"wrote {atomic_write_text(markdown, tables.regress_markdown(report))}")
     if json_out is not None:
-        json_out.write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+        atomic_write_json(json_out, report.to_dict(), indent=1)
     if report.wins and not update:
         err_console.print(f"[bold green]{len(report.wins)} case(s) faster than the baseline:[/] refresh it with "
                           f"`edgevit regress {current} --baseline {baseline} --update` to keep the gate tight")
@@ -49,7 +55,6 @@ def regress_cmd(
         return
     if report.failed:
         bad = [c.id for c in report.cases if c.verdict in ("regression", "error")]
-        err_console.print(f"[bold red]latency gate failed:[/] {', '.join(bad)}")
-        raise typer.Exit(1)
+        raise RegressionError(f"latency gate failed: {', '.join(bad)}")
     if fail_on_improvement and report.wins:
-        raise typer.Exit(1)
+        raise RegressionError(f"{len(report.wins)} case(s) got faster: refresh the baseline (--update)")

@@ -1,7 +1,6 @@
 """`edgevit verify ARTIFACT`: run the artifact against its PyTorch reference, print a table, update the sidecar."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +15,8 @@ if TYPE_CHECKING:
 
 def print_report(rep: "VerifyReport") -> None:
     """The verification report as a Rich table (one row per output) plus static facts."""
+    from edgevit.artifact import format_size
+
     title = f"verify {Path(rep.artifact).name} [{rep.target} {rep.precision}]"
     table = Table(title=title, header_style="bold")
     for col in ("output", "images", "max abs err", "mean abs err", "rel err", "cosine (min)", "SQNR dB",
@@ -32,7 +33,7 @@ def print_report(rep: "VerifyReport") -> None:
         console.print(table)
     hist = rep.inspection.get("op_histogram", {})
     top = ", ".join(f"{k} {v}" for k, v in list(hist.items())[:8])
-    console.print(f"size {rep.size_mb:.2f} MB, nodes {rep.inspection.get('nodes', '?')}: {top}", highlight=False)
+    console.print(f"size {format_size(rep.size_bytes)}, nodes {rep.inspection.get('nodes', '?')}: {top}", highlight=False)
     if rep.latency_ms:
         lat = rep.latency_ms
         console.print(f"latency (quick, batch {lat['batch']}): median {lat['median']:.2f} ms, p90 {lat['p90']:.2f} ms")
@@ -45,21 +46,24 @@ def print_report(rep: "VerifyReport") -> None:
 
 @app.command("verify")
 def verify_cmd(
-    artifact: Annotated[Path, typer.Argument(help="Artifact exported by edgevit (its sidecar JSON beside it).")],
-    calib_data: Annotated[Path | None, typer.Option(help="Also compare on the hold-out of this image folder.")] = None,
-    threads: Annotated[int, typer.Option(help="Runtime threads.")] = 2,
-    write: Annotated[bool, typer.Option("--write/--no-write", help="Store the report in the sidecar JSON.")] = True,
+    artifact: Annotated[Path, typer.Argument(metavar="ARTIFACT", help="Artifact exported by edgevit (its record "
+                                             "ARTIFACT.json beside it).")],
+    calib_data: Annotated[Path | None, typer.Option(metavar="DIR", help="Also compare on the hold-out of this "
+                                                    "image folder.")] = None,
+    threads: Annotated[int, typer.Option(metavar="N", help="Runtime threads.")] = 2,
+    write: Annotated[bool, typer.Option("--write/--no-write", metavar="", help="Store the report in the "
+                                        "artifact's record.")] = True,
 ) -> None:
     """Compare ARTIFACT with its PyTorch reference on real photos; exit 1 when it does not match."""
+    from edgevit.artifact import read_record, sidecar_path, write_record
     from edgevit.errors import VerificationError
-    from edgevit.verify import sidecar_path, verify
+    from edgevit.verify import verify
 
-    rep = verify(artifact, calib_data=calib_data, threads=threads)
+    record = read_record(artifact) if artifact.exists() else None
+    rep = verify(artifact, record=record, calib_data=calib_data, threads=threads)
     print_report(rep)
-    side = sidecar_path(artifact)
-    if write and side.exists():
-        data = json.loads(side.read_text())
-        data["verification"] = rep.as_dict()
-        side.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    if write and record is not None:
+        record.verification = rep.as_dict()
+        write_record(record, sidecar_path(artifact))
     if rep.executed and not rep.passed:
         raise VerificationError(f"{artifact.name} does not match its reference: {rep.reason}")
