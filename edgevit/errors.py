@@ -49,3 +49,8 @@ class VerificationError(EdgeVitError):
 
 class RegressionError(EdgeVitError):
     """The latency gate found a regression."""
+
+
+class RemoteError(EdgeVitError):
+    """A board that cannot be reached over SSH, refuses the key, lacks what a case needs, or whose
+    connection dropped; the message names the board and the fix."""
