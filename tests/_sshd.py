@@ -18,6 +18,7 @@ from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
 ALIAS = "edgevit-board"  # the Host alias in the client config: --on takes it like any ~/.ssh/config alias
+ALIAS_B = "edgevit-board-b"
 
 
 def missing() -> str:
@@ -82,11 +83,11 @@ class SshServer:
             "MaxSessions 50",
             "MaxStartups 50",
             "Subsystem sftp internal-sftp",
-            "LogLevel ERROR",
+            "LogLevel VERBOSE",  # one "Accepted publickey" line per connection: multiplexing is countable
         ]
         (self.root / "sshd_config").write_text("\n".join(lines) + "\n")
 
-    def _client_block(self, host: str, key: str, port: int | None = None) -> str:
+    def _client_block(self, host: str, key: str, port: int | None = None, known_hosts: str = "known_hosts") -> str:
         return "\n".join([
             f"Host {host}",
             "  HostName 127.0.0.1",
@@ -95,7 +96,7 @@ class SshServer:
             f"  IdentityFile {self.root / key}",
             "  IdentitiesOnly yes",
             "  IdentityAgent none",
-            f"  UserKnownHostsFile {self.root / 'known_hosts'}",
+            f"  UserKnownHostsFile {self.root / known_hosts}",
             "  GlobalKnownHostsFile /dev/null",
             "  StrictHostKeyChecking yes",
             "  LogLevel ERROR",
@@ -103,11 +104,19 @@ class SshServer:
 
     def _write_client_config(self) -> None:
         closed = free_port()
+        (self.root / "empty_known_hosts").write_text("")
         self.config.write_text(
             self._client_block(ALIAS, "client_key")
+            + self._client_block(ALIAS_B, "client_key")  # a second name for the same server (fleet tests)
             + self._client_block("edgevit-wrong-key", "other_key")  # the server refuses this key
             + self._client_block("edgevit-closed-port", "client_key", port=closed)  # nothing listens
+            + self._client_block("edgevit-unknown-host", "client_key", known_hosts="empty_known_hosts")
         )
+
+    def accepted(self) -> int:
+        """How many connections sshd has authenticated so far (from its VERBOSE log)."""
+        log = self.root / "sshd.log"
+        return log.read_text(errors="replace").count("Accepted publickey") if log.exists() else 0
 
     def start(self) -> "SshServer":
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation directory
@@ -190,3 +199,14 @@ def processes_mentioning(text: str) -> list[tuple[int, str]]:
         if text in cmd and state != "Z":
             found.append((int(d.name), cmd.strip()))
     return found
+
+
+def python_wrapper(path: Path, argv: list[str], env: dict[str, str] | None = None) -> Path:
+    """An executable script that runs `argv + "$@"` with `env` set: a board's "python3" (a python
+    without some package, or a foreign-architecture python under qemu-user)."""
+    import shlex
+
+    assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+    path.write_text(f"#!/bin/sh\n{assigns + ' ' if assigns else ''}exec {' '.join(map(shlex.quote, argv))} \"$@\"\n")
+    path.chmod(0o755)
+    return path

@@ -41,6 +41,9 @@ from edgevit.errors import ConfigError, RemoteError
 
 CACHE_NAME = "edgevit-remote"
 _PORT_RE = re.compile(r"^(?P<host>(?:[^@\s/]+@)?(?:\[[0-9A-Fa-f:.]+\]|[^:@\s/\[\]]+)):(?P<port>\d{1,5})$")
+_RENAME = ("import os, shutil, sys\n"
+           "try:\n    os.rename(sys.argv[1], sys.argv[2])\nexcept OSError:\n    pass\n"
+           "shutil.rmtree(sys.argv[3], ignore_errors=True)\n")
 # pip distribution of a runtime where it differs from the runtime key
 _WHEELS = {"torchscript-lite": "torch", "coreml": "coremltools"}
 
@@ -163,6 +166,8 @@ class SshConnection:
 
     def command(self, command: str) -> list[str]:
         """The local argv that runs a shell command on the board through the master."""
+        if self._dir is None:
+            raise RemoteError(f"not connected to {self.target.label}")
         return ["ssh", *self._client(), "-T", "--", self.host, command]
 
     def run(self, command: str, *, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
@@ -426,15 +431,12 @@ class RemoteExecutor:
         if self.conn.run(f"test -e {q} && echo present || true").stdout.strip() != "present":
             part = f"{remote}.part-{self.run_id}"
             qp = shlex.quote(part)
-            if single_file:
-                self.conn.run(f"mkdir -p {qp}")
-                self.conn.push(sources, part)
-                finish = f"mv -f {qp}/{shlex.quote(sources[0].name)} {q} && rm -rf {qp}"
-            else:
-                self.conn.run(f"mkdir -p {qp}")
-                self.conn.push(sources, part)
-                finish = f"if [ -e {q} ]; then rm -rf {qp}; else mv {qp} {q}; fi"
-            self.conn.run(finish)
+            self.conn.run(f"mkdir -p {qp}")
+            self.conn.push(sources, part)
+            src = f"{part}/{sources[0].name}" if single_file else part
+            # os.rename is atomic and never nests a folder into one that another run finished first
+            # (mv would); the loser's copy is dropped
+            self.conn.run(f"{shlex.quote(self.python)} -c {shlex.quote(_RENAME)} {shlex.quote(src)} {q} {qp}")
             size = sum((f.stat().st_size for s in sources for f in (s.rglob("*") if s.is_dir() else [s])
                         if f.is_file()))
             self.pushed.append(Pushed(kind, name, size))
