@@ -18,7 +18,8 @@ from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
 ALIAS = "edgevit-board"  # the Host alias in the client config: --on takes it like any ~/.ssh/config alias
-ALIAS_B = "edgevit-board-b"
+ALIAS_B = "edgevit-board-b"  # more names for the same server: a fleet of "boards" behind one sshd
+ALIAS_C = "edgevit-board-c"
 
 
 def missing() -> str:
@@ -107,7 +108,8 @@ class SshServer:
         (self.root / "empty_known_hosts").write_text("")
         self.config.write_text(
             self._client_block(ALIAS, "client_key")
-            + self._client_block(ALIAS_B, "client_key")  # a second name for the same server (fleet tests)
+            + self._client_block(ALIAS_B, "client_key")
+            + self._client_block(ALIAS_C, "client_key")
             + self._client_block("edgevit-wrong-key", "other_key")  # the server refuses this key
             + self._client_block("edgevit-closed-port", "client_key", port=closed)  # nothing listens
             + self._client_block("edgevit-unknown-host", "client_key", known_hosts="empty_known_hosts")

@@ -76,6 +76,11 @@ class SshTarget:
     def label(self) -> str:
         return self.name or self.destination
 
+    @property
+    def described(self) -> str:
+        """The name and, when it differs, the destination: what a connection error names."""
+        return self.destination if self.name in ("", self.destination) else f"{self.name} ({self.destination})"
+
     def host_port(self) -> tuple[str, int | None]:
         """(destination for ssh, port) with `host:port` split; everything else passes through."""
         m = _PORT_RE.match(self.destination)
@@ -146,14 +151,14 @@ class SshConnection:
         deadline = time.monotonic() + self.target.connect_timeout + 10
         while time.monotonic() < deadline:
             if self._master.poll() is not None:
-                msg = ssh_failure(self.target.label, err_path.read_text(errors="replace"))
+                msg = ssh_failure(self.target.described, err_path.read_text(errors="replace"))
                 self.close()
                 raise RemoteError(msg)
             if Path(self.socket).exists() and self.alive():
                 return
             time.sleep(0.02)
         self.close()
-        raise RemoteError(f"cannot connect to {self.target.label}: no answer within "
+        raise RemoteError(f"cannot connect to {self.target.described}: no answer within "
                           f"{self.target.connect_timeout + 10} s")
 
     def alive(self) -> bool:
