@@ -306,10 +306,10 @@ def launch(args: dict[str, Any]) -> dict[str, Any]:
         _kill_group(pid)
 
     def _watch_stdin() -> None:  # EOF: the SSH channel closed (connection lost, local ssh killed)
-        try:
-            while sys.stdin.buffer.read(65536):
+        try:  # the raw fd: a buffered sys.stdin would hold its lock and stall interpreter shutdown
+            while os.read(0, 65536):
                 pass
-        except (OSError, ValueError):
+        except OSError:
             pass
         _end("lost")
 
@@ -421,7 +421,7 @@ def main(argv: list[str]) -> int:
             sys.stdout.flush()
         except OSError:  # the connection is gone: nobody reads this any more
             pass
-        return 0
+        os._exit(0)  # now: the stdin watcher thread still blocks in read()
     if cmd == "cleanup":
         killed = cleanup(Path(rest[0]), Path(rest[1]) if len(rest) > 1 else None)
         print(BOARD_PREFIX + json.dumps({"killed": killed}))
