@@ -250,6 +250,22 @@ def test_case_past_its_timeout_is_killed(server: SshServer, tmp_path: Path, stac
     assert fine.ok, fine.error  # the board is usable again right away
 
 
+def test_busy_board_is_never_shared(server: SshServer, tmp_path: Path, stacks: list[Path]) -> None:
+    """A case waits for the board lock another benchmark holds, then fails rather than measure alongside."""
+    import fcntl
+
+    cache = tmp_path / "board-cache"
+    with RemoteExecutor(target(server, cache)) as ex:
+        ex.lock_wait_s = 1.0
+        (case,) = plan(stacks[:1], threads=1, executor=ex).cases
+        with open(cache / "board.lock", "a+") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            busy = ex.run_case(case, FAST)
+        free = ex.run_case(case, FAST)
+    assert not busy.ok and busy.error.startswith("the board is busy: another edgevit case holds its lock")
+    assert free.ok
+
+
 # ---------------------------------------------------------------- the CLI and the gate
 def test_cli_bench_on_and_its_errors(server: SshServer, tmp_path: Path, stacks: list[Path]) -> None:
     from typer.testing import CliRunner
@@ -259,13 +275,17 @@ def test_cli_bench_on_and_its_errors(server: SshServer, tmp_path: Path, stacks: 
     runner = CliRunner()
     common = ["--ssh-config", str(server.config), "--remote-python", sys.executable, "--runs", "5", "--warmup", "1"]
     out = tmp_path / "out"
-    r = runner.invoke(app, ["bench", str(stacks[0]), "--on", ALIAS, *common, "--cooldown", "0.5", "--json",
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: two\nthreads: 1\ncases:\n  - artifacts: [{stacks[0]}, {stacks[1]}]\n")
+    r = runner.invoke(app, ["bench", "--suite", str(suite), "--on", ALIAS, *common, "--cooldown", "1", "--json",
                             f"{out}/"])
     assert r.exit_code == 0, r.output
     (written,) = out.glob("*.json")
     res = load_results(written)
-    assert res.ok and res.setup["measured_on"] == "remote" and res.setup["board"]["cooldown_s"] == 0.5
-    assert "on board edgevit-board" in r.output
+    assert res.ok and res.setup["measured_on"] == "remote" and res.setup["suite"] == "two"
+    assert "on board edgevit-board" in r.output and written.name.startswith("bench_edgevit-board_two_host")
+    first, second = res.cases
+    assert second.conditions["before"]["time"] - first.conditions["after"]["time"] >= 1.0  # the cool-down
     for argv, expected in (
         (["--on", "edgevit-wrong-key"], "error: cannot connect to edgevit-wrong-key"),
         (["--on", "-oProxyCommand=touch /tmp/x"], "error: --on takes an ssh destination"),
@@ -304,7 +324,7 @@ def test_regress_on_two_board_results_uses_the_board_profile_gate(server: SshSer
         with RemoteExecutor(target(server, cache)) as ex:
             runs.append(run_plan(plan(stacks[:1], profile="arm-a72", threads=1, executor=ex),
                                  Protocol(warmup=2, warmup_seconds=0.0, runs=30)))
-    base, cur = (write_json(r, tmp_path / f"{n}.json") for r, n in zip(runs, ("base", "cur")))
+    base, cur = (write_json(r, tmp_path / f"{n}.json") for r, n in zip(runs, ("base", "cur"), strict=True))
     report = regress(cur, base)
     assert report.profile == "arm-a72" and report.tolerance == 0.10 and report.floor_ms == 2.0  # arm-a72's gate
     assert report.baseline_host.startswith("board edgevit-board: ")

@@ -149,7 +149,7 @@ def _fleet(path: Path, inputs: list[str], suite: Path | None, protocol: "Any", p
                             log=lambda msg: err_console.print(f"[dim]{msg}[/]"))
     named = [(o.device.name, o.results) for o in outcomes if o.results is not None]
     errors = [(o.device.name, o.error) for o in outcomes if o.error]
-    for name, res in named:
+    for _, res in named:
         _warn(res.setup["warnings"])
         _report(res, json_out, csv_out, md_out, None, fail=False, warn_cases=False)
     if named:
