@@ -88,9 +88,11 @@ class SshServer:
         ]
         (self.root / "sshd_config").write_text("\n".join(lines) + "\n")
 
-    def _client_block(self, host: str, key: str, port: int | None = None, known_hosts: str = "known_hosts") -> str:
+    def _client_block(self, host: str, key: str, port: int | None = None, known_hosts: str = "known_hosts",
+                      extra: tuple[str, ...] = ()) -> str:
         return "\n".join([
             f"Host {host}",
+            *extra,
             "  HostName 127.0.0.1",
             f"  Port {port or self.port}",
             f"  User {self.user}",
@@ -113,6 +115,8 @@ class SshServer:
             + self._client_block("edgevit-wrong-key", "other_key")  # the server refuses this key
             + self._client_block("edgevit-closed-port", "client_key", port=closed)  # nothing listens
             + self._client_block("edgevit-unknown-host", "client_key", known_hosts="empty_known_hosts")
+            # through a jump host (the same server): ProxyJump from the config applies untouched
+            + self._client_block("edgevit-via-jump", "client_key", extra=(f"  ProxyJump {ALIAS}",))
         )
 
     def accepted(self) -> int:

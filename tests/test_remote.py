@@ -118,6 +118,15 @@ def test_whole_path_on_the_board(server: SshServer, tmp_path: Path, cas_onnx: Pa
     assert len(list((cache / "bundles").iterdir())) == 1 and len(list((cache / "artifacts").iterdir())) == 2
 
 
+def test_config_alias_with_proxyjump(server: SshServer, tmp_path: Path) -> None:
+    """The destination goes to ssh untouched: a ProxyJump in the config is honoured (two logins: the
+    jump host, then the board through it), still one master for the run."""
+    before = server.accepted()
+    with RemoteExecutor(target(server, tmp_path / "c", alias="edgevit-via-jump")) as ex:
+        assert ex.facts["arch"] == os.uname().machine and ex.load_average() is not None
+    assert server.accepted() - before == 2
+
+
 def test_bundle_runs_without_torch(tmp_path: Path, stacks: list[Path]) -> None:
     """The board path imports no torch/onnx: run the bundle's facts and worker with those blocked."""
     import subprocess

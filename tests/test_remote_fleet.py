@@ -66,7 +66,7 @@ def test_fleet_of_two_boards(tmp_path: Path) -> None:
         inv = tmp_path / "devices.yaml"
         inv.write_text(yaml.safe_dump({"ssh_config": str(server.config), "devices": [
             {"name": "alpha", "ssh": ALIAS, "profile": "host", "python": sys.executable,
-             "cache": str(tmp_path / "cache-a"), "threads": 1},
+             "cache": str(tmp_path / "cache-a"), "threads": 1, "runtime_options": {"optimization": "basic"}},
             {"name": "beta", "ssh": ALIAS_B, "profile": "arm-a72", "python": sys.executable,
              "cache": str(tmp_path / "cache-b"), "threads": 2},
         ]}))
@@ -79,6 +79,7 @@ def test_fleet_of_two_boards(tmp_path: Path) -> None:
     # each board's results keep that board's profile, threads and facts
     assert a.setup["profile"] == "host" and b.setup["profile"] == "arm-a72"
     assert [c.case.threads for c in a.cases] == [1] and [c.case.threads for c in b.cases] == [2]
+    assert a.cases[0].case.options == {"optimization": "basic"} and b.cases[0].case.options == {}
     assert a.setup["board"]["name"] == "alpha" and b.setup["board"]["name"] == "beta"
     assert a.setup["board"]["cache"] != b.setup["board"]["cache"]
     named = [("alpha", a), ("beta", b)]
