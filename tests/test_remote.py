@@ -210,6 +210,17 @@ def test_sshd_killed_mid_run_fails_the_rest_in_one_line(tmp_path: Path, stacks: 
     assert _no_process_left(str(cache)) == []
 
 
+def test_ctrl_c_keeps_what_was_measured(server: SshServer, tmp_path: Path, stacks: list[Path]) -> None:
+    cache = tmp_path / "board-cache"
+    with RemoteExecutor(target(server, cache)) as ex:
+        watcher = _kill_during(ex, "c002", lambda: os.kill(os.getpid(), signal.SIGINT))
+        res = run_plan(plan(stacks, threads=1, executor=ex), SLOW)
+        watcher.join()
+    assert res.cases[0].ok and [c.error for c in res.cases[1:]] == ["not run: interrupted"] * 2
+    assert _no_process_left(str(cache)) == []
+    assert list((cache / "runs").iterdir()) == []
+
+
 @pytest.mark.parametrize(("alias", "expected"), [
     ("edgevit-wrong-key", "Permission denied (publickey). (the board refused the key"),
     ("edgevit-closed-port", "Connection refused"),

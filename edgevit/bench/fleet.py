@@ -205,16 +205,18 @@ def run_fleet(
                                                 options=o.device.runtime_options or None, executor=ex)
             except EdgeVitError as exc:
                 o.error = str(exc)
-        _run_queues(outcomes, plans, proto, timeout_s, progress, s.name if s else "", run_plan)
+        _run_queues(outcomes, plans, execs, proto, timeout_s, progress, s.name if s else "", run_plan)
     finally:
         for ex in execs.values():
             ex.close()
     return outcomes
 
 
-def _run_queues(outcomes: list[BoardOutcome], plans: dict[str, Any], proto: "Protocol", timeout_s: float,
-                progress: bool, suite: str, run_plan: Callable[..., Any]) -> None:
-    """Every planned board's queue in its own thread; a Rich bar per board on stderr."""
+def _run_queues(outcomes: list[BoardOutcome], plans: dict[str, Any], execs: dict[str, Any], proto: "Protocol",
+                timeout_s: float, progress: bool, suite: str, run_plan: Callable[..., Any]) -> None:
+    """Every planned board's queue in its own thread; a Rich bar per board on stderr. Ctrl-C stops
+    every board (its running case is killed there) and keeps what was measured."""
+    from concurrent.futures import wait
     todo = [o for o in outcomes if o.device.name in plans]
     bar = None
     tasks: dict[str, Any] = {}
@@ -240,12 +242,20 @@ def _run_queues(outcomes: list[BoardOutcome], plans: dict[str, Any], proto: "Pro
         except EdgeVitError as exc:
             o.error = str(exc)
 
+    pool = ThreadPoolExecutor(max_workers=len(todo) or 1)
+    futures = [pool.submit(_one, o) for o in todo]
     try:
-        with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:
-            list(pool.map(_one, todo))
+        wait(futures)
+    except KeyboardInterrupt:
+        for ex in execs.values():
+            ex.cancel()
+        wait(futures)
     finally:
+        pool.shutdown()
         if bar is not None:
             bar.stop()
+    for f in futures:
+        f.result()  # a bug in a board's thread surfaces here
 
 
 # ---------------------------------------------------------------- merged views

@@ -282,6 +282,7 @@ class RemoteExecutor:
         self.cache = ""
         self.kernel_arch = ""
         self.bundle_path = ""
+        self._current: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle
     def __enter__(self) -> "RemoteExecutor":
@@ -340,7 +341,7 @@ class RemoteExecutor:
     def close(self) -> None:
         """Kill whatever this run left on the board, remove its run directory, close the master."""
         try:
-            if not self._dead and self.conn.alive():
+            if self.conn.alive():
                 self.conn.run(f"exec {shlex.quote(self.python)} {shlex.quote(self.bundle_path)} cleanup "
                               f"{shlex.quote(self.run_dir)} {shlex.quote(self.cache)}", timeout=60)
         except (RemoteError, AttributeError):
@@ -498,7 +499,7 @@ class RemoteExecutor:
         command = (f"exec {shlex.quote(self.python)} {shlex.quote(self.bundle_path)} launch "
                    + " ".join(shlex.quote(f"{k}={v}") for k, v in args.items()))
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = self.conn.start(command, out, err)
+            proc = self._current = self.conn.start(command, out, err)
             try:
                 proc.wait(timeout=timeout_s + self.lock_wait_s + 60)
                 timed_out = False
@@ -506,12 +507,20 @@ class RemoteExecutor:
                 timed_out = True  # then kills the case) and clean up by pid file as well
                 proc.kill()
                 proc.wait()
+            except BaseException:  # Ctrl-C: closing the channel ends the case on the board
+                proc.kill()
+                proc.wait()
+                raise
             finally:
+                self._current = None
                 if proc.stdin:
                     proc.stdin.close()
             out.seek(0)
             err.seek(0)
             stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        if self._dead:  # cancelled while it ran
+            self._kill_leftovers()
+            return failed(self._dead.replace("not run: ", "stopped: ", 1))
         if timed_out:
             self._kill_leftovers()
             return failed(f"timed out after {timeout_s:.0f} s (the board stopped answering; its processes were killed)")
@@ -532,8 +541,17 @@ class RemoteExecutor:
                                         self.facts.get("governor") or {})
         return result
 
+    def cancel(self, reason: str = "interrupted") -> None:
+        """Stop: the running case loses its channel (the board kills it), later cases are not run."""
+        self._dead = f"not run: {reason}"
+        proc = self._current
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
     def _kill_leftovers(self) -> None:
         try:
+            if not self.conn.alive():
+                return
             self.conn.run(f"exec {shlex.quote(self.python)} {shlex.quote(self.bundle_path)} cleanup "
                           f"{shlex.quote(self.run_dir)}", timeout=60)
         except RemoteError:

@@ -144,6 +144,10 @@ def run_case(case: Case, protocol: Protocol, *, timeout_s: float = 900.0, seed: 
             timer.start()
             try:
                 _, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:  # Ctrl-C: the worker has its own session, so take it down too
+                _kill()
+                os.wait4(proc.pid, 0)
+                raise
             finally:
                 timer.cancel()
             proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen consistent
@@ -199,22 +203,27 @@ def run_cases(cases: Sequence[Case], protocol: Protocol, *, progress: bool = Fal
     `executor(case, protocol, timeout_s=...)` runs each one (default: `run_case`, here)."""
     run_one = executor or run_case
     results: list[CaseResult] = []
-    if not progress:
-        for case in cases:
-            results.append(run_one(case, protocol, timeout_s=timeout_s))
-            if on_result:
-                on_result(results[-1])
-        return results
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    bar: Any = None
+    try:
+        if progress:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("", total=len(cases))
+            bar = Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           TextColumn("{task.description}"), console=Console(stderr=True), transient=True)
+            bar.start()
+            task = bar.add_task("", total=len(cases))
         for case in cases:
-            bar.update(task, description=case.id)
+            if bar is not None:
+                bar.update(task, description=case.id)
             results.append(run_one(case, protocol, timeout_s=timeout_s))
             if on_result:
                 on_result(results[-1])
-            bar.advance(task)
+            if bar is not None:
+                bar.advance(task)
+    except KeyboardInterrupt:  # stop, but keep (and let the caller write) what was measured
+        results += [CaseResult(c, False, "not run: interrupted") for c in cases[len(results):]]
+    finally:
+        if bar is not None:
+            bar.stop()
     return results
