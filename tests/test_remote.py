@@ -127,6 +127,14 @@ def test_config_alias_with_proxyjump(server: SshServer, tmp_path: Path) -> None:
     assert server.accepted() - before == 2
 
 
+def test_tilde_paths_mean_the_boards_home(server: SshServer, tmp_path: Path) -> None:
+    """`~/...` for the board's python and cache is the board's HOME (sshd set it), not this machine's."""
+    py = python_wrapper(server.home / "py3", [sys.executable])
+    with RemoteExecutor(SshTarget(ALIAS, ssh_config=server.config, python="~/py3", cache="~/evcache")) as ex:
+        assert ex.python == str(py) and ex.cache == str(server.home / "evcache")
+        assert ex.facts["python_executable"] == sys.executable
+
+
 def test_bundle_runs_without_torch(tmp_path: Path, stacks: list[Path]) -> None:
     """The board path imports no torch/onnx: run the bundle's facts and worker with those blocked."""
     import subprocess

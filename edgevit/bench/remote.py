@@ -247,6 +247,11 @@ def _prefixed(stdout: str) -> dict[str, Any] | None:
     return json.loads(line[len(BOARD_PREFIX):]) if line else None
 
 
+def _home_expr(path: str) -> str:
+    """A path for the board's shell: quoted, with a leading ~/ meaning the board's $HOME (not this one's)."""
+    return '"$HOME"' + shlex.quote(path[1:]) if path.startswith("~/") else shlex.quote(path)
+
+
 def board_package(runtime: str) -> str:
     return _WHEELS.get(runtime, runtime)
 
@@ -308,10 +313,9 @@ class RemoteExecutor:
             raise
 
     def _probe(self) -> None:
-        py = shlex.quote(self.target.python)
+        py = _home_expr(self.target.python)
         cache = self.target.cache
-        cache_expr = ('"${XDG_CACHE_HOME:-$HOME/.cache}/' + CACHE_NAME + '"' if not cache else
-                      ('"$HOME"' + shlex.quote(cache[1:]) if cache.startswith("~/") else shlex.quote(cache)))
+        cache_expr = '"${XDG_CACHE_HOME:-$HOME/.cache}/' + CACHE_NAME + '"' if not cache else _home_expr(cache)
         proc = self.conn.run(f"printf 'EDGEVIT_PROBE %s\\n' \"$(uname -m)\" \"$(command -v {py} || true)\" "
                              f"{cache_expr}", timeout=60)
         lines = [ln[len("EDGEVIT_PROBE "):] for ln in proc.stdout.splitlines() if ln.startswith("EDGEVIT_PROBE ")]
@@ -590,7 +594,7 @@ def install_commands(facts: dict[str, Any], python: str, local_versions: dict[st
             venv = "~/.venvs/edgevit"
             cmds.append(f"{python} -m venv --system-site-packages {venv}")
             cmds.append(f"{venv}/bin/python -m pip install{no_deps} " + " ".join(shlex.quote(p) for p in pip))
-            cmds.append(f"# then: edgevit bench ... --remote-python {venv}/bin/python")
+            cmds.append(f"# then: edgevit bench ... --remote-python '{venv}/bin/python'  (quoted: the board's ~)")
         else:
             user = "" if facts.get("in_venv") else " --user"
             cmds.append(f"{python} -m pip install{user}{no_deps} " + " ".join(shlex.quote(p) for p in pip))
