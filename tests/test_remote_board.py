@@ -122,3 +122,24 @@ def test_tree_hash_is_content_only(tmp_path: Path) -> None:
     assert tree_sha256([a]) == tree_sha256([b])
     (b / "model.bin").write_bytes(b"\1" * 16)
     assert tree_sha256([a]) != tree_sha256([b])
+
+
+def test_arm_boards_are_named_by_their_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """32-bit kernels print a generic 'ARMv7 Processor rev 1 (v7l)': the core comes from CPU part, so a
+    real RK3288 matches the arm-a17 profile (and --strict accepts it); big.LITTLE names both clusters."""
+    from edgevit import emulation as emu
+    from edgevit.bench import profiles as pr
+
+    rk3399 = ("processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd03\n\n"
+              "processor\t: 4\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n")
+    seen = {}
+    for name, text in (("a17", emu.ARMHF.cpuinfo()), ("a76", emu.ARM64.cpuinfo()), ("rk3399", rk3399)):
+        monkeypatch.setattr(pr.Path, "read_text", lambda self, *a, _t=text, **k: _t)
+        seen[name] = pr._cpu_name(pr._cpuinfo())
+    monkeypatch.undo()
+    assert seen == {"a17": "Cortex-A17", "a76": "Cortex-A76", "rk3399": "Cortex-A53 + Cortex-A72"}
+    a17 = pr.load_profile("arm-a17")
+    board_host = pr.HostInfo("tinker", "Linux 4.4", "armv7l", seen["a17"], 4, 4, 1.8, 2.0, "3.11.2")
+    assert pr.host_mismatches(a17, board_host) == []
+    rk = pr.HostInfo("rk", "Linux", "aarch64", seen["rk3399"], 6, 6, 1.8, 4.0, "3.11")
+    assert pr.host_mismatches(pr.load_profile("arm-a72"), rk) == []

@@ -97,7 +97,7 @@ def test_armv7_board_runs_ncnn_there(fleet: dict) -> None:
     o = fleet["outcomes"]["rk3288-qemu"]
     assert o.ok, (o.error, [c.error for c in o.results.cases] if o.results else None)
     res = o.results
-    assert res.host["arch"] == "armv7l" and res.host["kernel_arch"] == "x86_64"
+    assert res.host["arch"] == "armv7l" and res.host["kernel_arch"] == "x86_64" and res.host["cpu"] == "Cortex-A17"
     assert "neon" in res.host["features"] and "vfpv4" in res.host["features"]
     (case,) = res.cases
     # the A17 profile's runtime, chosen because the board has ncnn (and no ORT: no armv7 wheels)
