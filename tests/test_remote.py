@@ -278,6 +278,15 @@ def test_case_past_its_timeout_is_killed(server: SshServer, tmp_path: Path, stac
     assert fine.ok, fine.error  # the board is usable again right away
 
 
+def test_host_profile_means_the_board(server: SshServer, tmp_path: Path, stacks: list[Path]) -> None:
+    """`--device host` (the default) with --on describes the board, from the board's facts."""
+    fake = dict(arch="aarch64", cpu="Cortex-A72", cores=4, frequency_ghz=1.8, memory_gb=4.0)
+    with RemoteExecutor(target(server, tmp_path / "c")) as ex:
+        ex.facts.update(fake)  # as a Pi 4 would report them
+        p = plan(stacks[:1], executor=ex)
+    assert {k: getattr(p.profile, k) for k in fake} == fake and p.threads == 4 and p.warnings == []
+
+
 def test_busy_board_is_never_shared(server: SshServer, tmp_path: Path, stacks: list[Path]) -> None:
     """A case waits for the board lock another benchmark holds, then fails rather than measure alongside."""
     import fcntl

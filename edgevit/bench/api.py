@@ -186,6 +186,10 @@ def plan(
     ex = executor or LocalExecutor()
     prof = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
     host = ex.host()
+    if prof.detected and ex.measured_on != "local" and prof.path:  # `host` means the board it runs on
+        from edgevit.bench.profiles import load_profile_file
+
+        prof = load_profile_file(Path(prof.path), host=host)
     warnings: list[str] = list(ex.warnings())
     mismatch = host_mismatches(prof, host)
     machine = "this machine" if ex.measured_on == "local" else ex.label
