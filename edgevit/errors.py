@@ -57,3 +57,8 @@ class BenchFailure(EdgeVitError):
 
 class RegressionError(EdgeVitError):
     """The latency gate found a regression, or could not judge what it was asked to."""
+
+
+class RemoteError(EdgeVitError):
+    """A board that cannot be reached over SSH, refuses the key, lacks what a case needs, or whose
+    connection dropped; the message names the board and the fix."""

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from edgevit.versions import package_version
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # nothing heavy at import: a board's `facts` runs without numpy
+    import numpy as np
     import torch
     from torch import nn
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgevit.bench.profiles import DeviceProfile, HostInfo, detect_host, host_mismatches, load_average, load_profile
+from edgevit.bench.profiles import DeviceProfile, HostInfo, detect_host, host_mismatches, load_profile
 from edgevit.bench.protocol import Protocol
 from edgevit.bench.runner import Case, CaseResult, run_cases
 from edgevit.errors import ConfigError, UnavailableError
@@ -60,6 +60,8 @@ class BenchResults:
                  f"t{s['threads']}", "b" + "+".join(str(b) for b in s["batch"])]
         if s.get("suite"):
             parts.insert(1, s["suite"])
+        if (s.get("board") or {}).get("name"):  # results of several boards in one folder stay apart
+            parts.insert(1, str(s["board"]["name"]).replace("/", "_").replace("@", "_"))
         return "_".join(parts)
 
 
@@ -96,21 +98,23 @@ def available_runtimes() -> dict[str, str]:
     return out
 
 
-def choose_runtime(profile: DeviceProfile, requested: str | None, *, strict: bool) -> tuple[str, str]:
-    """The runtime to measure with and, if it is not the profile's, the note that labels the results."""
-    avail = available_runtimes()
+def choose_runtime(profile: DeviceProfile, requested: str | None, *, strict: bool,
+                   available: dict[str, str] | None = None, where: str = "here") -> tuple[str, str]:
+    """The runtime to measure with and, if it is not the profile's, the note that labels the results.
+    `available` (runtime -> '' or why not) is the measuring machine's; default: this machine's."""
+    avail = available_runtimes() if available is None else available
     want = requested or profile.runtime
     if avail.get(want) == "":
         return want, ""
     why = avail.get(want) or "no runner for it is installed in this edgevit"
     if requested:
-        raise UnavailableError(f"runtime {want} is unavailable here: {why}")
+        raise UnavailableError(f"runtime {want} is unavailable {where}: {why}")
     if strict:
-        raise ConfigError(f"profile {profile.name} runs on {want}, which is unavailable here ({why}); "
+        raise ConfigError(f"profile {profile.name} runs on {want}, which is unavailable {where} ({why}); "
                           "--strict refuses to fall back")
     for key in (*profile.fallback_runtimes, *sorted(avail)):
         if avail.get(key) == "":
-            return key, f"fallback: {want} is unavailable here ({why}); measured with {key}"
+            return key, f"fallback: {want} is unavailable {where} ({why}); measured with {key}"
     raise UnavailableError(f"no runtime available to run profile {profile.name} ({want}: {why})")
 
 
@@ -139,6 +143,7 @@ class Plan:
     threads: int
     batch: list[int]
     runtime_note: str = ""
+    executor: Any = None  # where the cases run (edgevit.bench.executor); None: this machine
 
 
 def plan(
@@ -154,21 +159,36 @@ def plan(
     reference: bool = False,
     cache_root: Path | None = None,
     options: dict[str, Any] | None = None,
+    executor: Any = None,
 ) -> Plan:
     """Resolve inputs (model names are exported into the cache; files are taken as they are) into cases.
 
     `options` go to the runners of the measured cases (e.g. ncnn `powersave`, `packing`), over the
-    profile's `runtime_options`."""
+    profile's `runtime_options`. `executor` is where the cases will run (default: this machine; a board:
+    `edgevit.bench.remote.RemoteExecutor`): its facts decide the profile check, threads and runtimes."""
+    from edgevit.bench.executor import LocalExecutor
+
+    ex = executor or LocalExecutor()
     prof = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
-    host = detect_host()
-    warnings: list[str] = []
+    host = ex.host()
+    if prof.detected and ex.measured_on != "local" and prof.path:  # `host` means the board it runs on
+        from edgevit.bench.profiles import load_profile_file
+
+        prof = load_profile_file(Path(prof.path), host=host)
+    warnings: list[str] = list(ex.warnings())
     mismatch = host_mismatches(prof, host)
+    machine = "this machine" if ex.measured_on == "local" else ex.label
+    if ex.measured_on == "emulated":
+        if strict:
+            raise ConfigError(f"{ex.label} is emulated (qemu): no device timing; --strict refuses")
+        mismatch = mismatch or [f"{ex.label} runs under emulation"]
     if mismatch:
         if strict:
-            raise ConfigError(f"this machine is not the {prof.name} device ({'; '.join(mismatch)}); --strict refuses")
-        warnings.append(f"this machine is not the {prof.name} device: {'; '.join(mismatch)}. Applying its settings "
+            raise ConfigError(f"{machine} is not the {prof.name} device ({'; '.join(mismatch)}); --strict refuses")
+        labelled = "this host" if ex.measured_on == "local" else ex.label
+        warnings.append(f"{machine} is not the {prof.name} device: {'; '.join(mismatch)}. Applying its settings "
                         f"(threads, runtime, precision, batch) on {host.cpu} x{host.cores}; results are labelled "
-                        "with this host.")
+                        f"with {labelled}.")
     n_threads = prof.threads if threads is None else threads
     if n_threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {n_threads}")
@@ -198,7 +218,8 @@ def plan(
     if models:
         from edgevit.models import resolve_name
 
-        rt, note = choose_runtime(prof, runtime, strict=strict)
+        rt, note = choose_runtime(prof, runtime, strict=strict, available=ex.available_runtimes(),
+                                  where="here" if ex.measured_on == "local" else f"on {ex.label}")
         if note:
             warnings.append(note)
         used_runtimes.append(rt)
@@ -233,7 +254,7 @@ def plan(
                               "and threads); bench them in separate runs")
         seen.add(c.id)
     all_precisions = sorted({c.precision for c in cases if not c.reference})
-    return Plan(prof, host, cases, warnings, used_runtimes, all_precisions, n_threads, batches, note)
+    return Plan(prof, host, cases, warnings, used_runtimes, all_precisions, n_threads, batches, note, executor)
 
 
 def _apply_runner_options(cases: list[Case], options: dict[str, Any]) -> None:
@@ -304,19 +325,29 @@ def reference_case(threads: int, cache_root: Path | None = None) -> Case:
 
 # ---------------------------------------------------------------- running
 def run_plan(p: Plan, protocol: Protocol, *, progress: bool = False, suite: str = "",
-             on_result: Callable[[CaseResult], None] | None = None) -> BenchResults:
-    load_start = load_average()
-    results = run_cases(p.cases, protocol, progress=progress, on_result=on_result)
+             on_result: Callable[[CaseResult], None] | None = None, timeout_s: float | None = None) -> BenchResults:
+    from edgevit.bench.executor import LocalExecutor
+
+    ex = p.executor or LocalExecutor()
+    load_start = ex.load_average()
+    results = run_cases(p.cases, protocol, progress=progress, on_result=on_result, executor=ex.run_case,
+                        **({"timeout_s": timeout_s} if timeout_s else {}))
+    case_warnings = [f"{r.case.id}: {w}" for r in results for w in r.warnings]
     setup = {
-        "profile": p.profile.name, "profile_title": p.profile.title, "on_device": not host_mismatches(p.profile, p.host),
-        "warnings": p.warnings, "runtimes": p.runtimes, "runtime_note": p.runtime_note,
+        "profile": p.profile.name, "profile_title": p.profile.title,
+        "on_device": not host_mismatches(p.profile, p.host) and ex.measured_on != "emulated",
+        "measured_on": ex.measured_on,
+        "warnings": p.warnings + case_warnings, "runtimes": p.runtimes, "runtime_note": p.runtime_note,
         "precisions": p.precisions, "threads": p.threads, "batch": p.batch, "protocol": protocol.to_dict(),
         "suite": suite, "host_fingerprint": p.host.fingerprint,
     }
+    if ex.measured_on != "local":  # the board measured; this host exported and drove it
+        setup["board"] = ex.where()
+        setup["controller"] = {"host": detect_host().to_dict(), "versions": versions()}
     return BenchResults(
-        setup=setup, host=p.host.to_dict(), versions=versions(), cases=results, profile=p.profile.to_dict(),
+        setup=setup, host=ex.host_record(), versions=ex.versions(), cases=results, profile=p.profile.to_dict(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        load_average={"start": load_start, "end": load_average()},
+        load_average={"start": load_start, "end": ex.load_average()},
     )
 
 

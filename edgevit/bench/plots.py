@@ -61,6 +61,8 @@ def plot(results: "BenchResults", target: str | Path) -> Path:
             ax.legend(fontsize=8)
     s = results.setup
     where = "" if s["on_device"] else " (NOT the device)"
+    if s.get("measured_on") == "emulated":
+        where += " EMULATED (qemu): correctness only, NOT device timings"
     fig.suptitle(f"{s['profile']}{where}: {s['threads']} threads — {host_line(results)}", fontsize=10)
     if skipped:
         fig.text(0.01, 0.01, "no MACs/params for: " + ", ".join(skipped), fontsize=7)

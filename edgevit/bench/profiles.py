@@ -309,14 +309,23 @@ def _cpuinfo() -> dict[str, str]:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         return info
+    parts: list[str] = []
     for line in text.splitlines():
         if ":" in line:
             key, _, value = line.partition(":")
             info.setdefault(key.strip().lower(), value.strip())
+            if key.strip().lower() == "cpu part" and value.strip().lower() not in parts:
+                parts.append(value.strip().lower())
+    info["cpu parts"] = " ".join(parts)  # every core type, in order (big.LITTLE has two)
     return info
 
 
 def _cpu_name(info: dict[str, str]) -> str:
+    # ARM cores by their part code first: 32-bit kernels print a generic "model name: ARMv7 Processor
+    # rev 1 (v7l)" and "Hardware" names the SoC, neither the core; big.LITTLE lists both core types.
+    names = [ARM_PARTS[p] for p in info.get("cpu parts", "").split() if p in ARM_PARTS]
+    if info.get("cpu implementer", "").lower() == "0x41" and names:
+        return " + ".join(names)
     for key in ("model name", "hardware", "cpu model", "processor"):
         value = info.get(key, "")
         if value and not value.isdigit():

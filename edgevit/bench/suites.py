@@ -122,15 +122,28 @@ def load_suite(path: str | Path) -> Suite:
 def run_suite(path: str | Path, *, profile: str | None = None, threads: int | None = None,
               runtime: str | None = None, protocol: dict[str, Any] | None = None, strict: bool = False,
               progress: bool = False, cache_root: Path | None = None,
-              options: dict[str, Any] | None = None) -> "Any":
+              options: dict[str, Any] | None = None, executor: Any = None) -> "Any":
     """Plan every group of a suite, then run all cases in one pass (one fresh process each).
 
     `profile`, `threads` and `runtime` given here override the suite's; the suite's `threads` belong to
     its own profile, so another profile runs with that profile's threads unless `threads` says otherwise.
+    `executor`: where the cases run (default this machine; a board: `edgevit.bench.remote`).
     """
-    from edgevit.bench.api import Plan, plan, run_plan
+    from edgevit.bench.api import run_plan
 
     suite = load_suite(path)
+    merged = plan_suite(suite, profile=profile, threads=threads, runtime=runtime, strict=strict,
+                        cache_root=cache_root, options=options, executor=executor)
+    return run_plan(merged, protocol_from(suite.protocol, **(protocol or {})), progress=progress, suite=suite.name)
+
+
+def plan_suite(suite: Suite, *, profile: str | None = None, threads: int | None = None,
+               runtime: str | None = None, strict: bool = False, cache_root: Path | None = None,
+               options: dict[str, Any] | None = None, executor: Any = None) -> "Any":
+    """One Plan for every group of a suite (exports happen here, cached); see `run_suite`."""
+    from edgevit.bench.api import Plan, plan
+
+    path = suite.path
     own_profile = profile is None or profile == suite.profile
     if threads is None:
         threads = suite.threads if own_profile else None
@@ -139,7 +152,7 @@ def run_suite(path: str | Path, *, profile: str | None = None, threads: int | No
         p = plan([*g.models, *map(str, g.artifacts)], profile=profile or suite.profile, runtime=runtime or g.runtime,
                  precision=g.precisions or None, threads=threads, batch=g.batch or None,
                  img_size=g.img_size, strict=strict, reference=suite.reference and i == 0, cache_root=cache_root,
-                 options=options)
+                 options=options, executor=executor)
         if merged is None:
             merged = p
             continue
@@ -153,4 +166,4 @@ def run_suite(path: str | Path, *, profile: str | None = None, threads: int | No
     dup = next((i for i in ids if ids.count(i) > 1), None)
     if dup:
         raise ConfigError(f"{path}: case {dup!r} appears twice")
-    return run_plan(merged, protocol_from(suite.protocol, **(protocol or {})), progress=progress, suite=suite.name)
+    return merged

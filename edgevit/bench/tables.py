@@ -45,10 +45,24 @@ def _reference_ms(results: "BenchResults", model: str | None, batch: int) -> flo
     return None
 
 
+def measured_on(results: "BenchResults") -> str:
+    """local | remote | emulated (results from before boards existed are local)."""
+    return str(results.setup.get("measured_on") or "local")
+
+
+def where_prefix(results: "BenchResults") -> str:
+    """'' for this host; 'board NAME: ' for a board; an EMULATED label for a board under qemu."""
+    kind, board = measured_on(results), (results.setup.get("board") or {}).get("name", "")
+    if kind == "emulated":
+        return f"EMULATED board {board} (qemu-user on {results.host.get('kernel_arch', '?')}, not a device timing): "
+    return f"board {board}: " if kind == "remote" else ""
+
+
 def host_line(results: "BenchResults") -> str:
     h = results.host
     freq = f" @ {h['frequency_ghz']} GHz" if h.get("frequency_ghz") else ""
-    return f"{h.get('cpu')} x{h.get('cores')}{freq}, {h.get('memory_gb')} GB, {h.get('os')} {h.get('arch')}"
+    return (where_prefix(results)
+            + f"{h.get('cpu')} x{h.get('cores')}{freq}, {h.get('memory_gb')} GB, {h.get('os')} {h.get('arch')}")
 
 
 # ---------------------------------------------------------------- rows
@@ -72,7 +86,8 @@ def rows(results: "BenchResults") -> list[dict[str, Any]]:
             "gmacs": round(c.macs / 1e9, 3) if c.macs else None,
             "reference_ms": _reference_ms(results, c.model, c.batch),
             "runtime_version": r.runtime_version, "runtime_note": c.runtime_note,
-            "profile": s["profile"], "on_device": s["on_device"], "host_cpu": results.host.get("cpu"),
+            "profile": s["profile"], "on_device": s["on_device"], "measured_on": measured_on(results),
+            "board": (s.get("board") or {}).get("name", ""), "host_cpu": results.host.get("cpu"),
             "host_cores": results.host.get("cores"), "edgevit_version": v.get("edgevit", ""),
             "python_version": v.get("python", ""), "created": results.created,
         }
@@ -127,6 +142,8 @@ def _cell(row: dict[str, Any], key: str | None) -> str:
 def to_markdown(results: "BenchResults") -> str:
     s, v = results.setup, results.versions
     title = f"## edgevit bench: {s['profile']}" + ("" if s["on_device"] else f" settings on {results.host.get('cpu')}")
+    if measured_on(results) == "emulated":
+        title += " — EMULATED (qemu): correctness only, NOT device timings"
     proto = s["protocol"]
     lines = [
         title, "",
@@ -169,6 +186,10 @@ def bench_table(results: "BenchResults") -> "Table":
     title = f"edgevit bench — {s['profile']}"
     if not s["on_device"]:
         title += f" settings on {results.host.get('cpu')} x{results.host.get('cores')} (NOT the device)"
+    if measured_on(results) == "emulated":
+        title += " — EMULATED (qemu): correctness only, NOT device timings"
+    elif measured_on(results) == "remote":
+        title += f" — on board {(s.get('board') or {}).get('name', '?')}"
     caption = (f"{', '.join(s['runtimes'])} {results.versions.get(s['runtimes'][0], '') if s['runtimes'] else ''}; "
                f"{s['threads']} threads; {host_line(results)}")
     table = Table(title=title, caption=caption, header_style="bold")

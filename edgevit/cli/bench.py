@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -48,31 +49,84 @@ def bench_cmd(
     runtime_option: Annotated[list[str] | None, typer.Option(
         "--runtime-option", "-O", metavar="KEY=VALUE", help="Runner option, repeatable: ncnn powersave=0|1|2 "
         "(all, little, big cores), packing=true|false; onnxruntime optimization=all|extended|basic|disable.")] = None,
+    on: Annotated[str | None, typer.Option("--on", metavar="HOST", help="Run on a board over SSH: user@host, "
+                                           "host:port or an ~/.ssh/config alias (docs/boards.md).")] = None,
+    fleet: Annotated[Path | None, typer.Option(metavar="FILE", help="Inventory YAML of boards: each runs its own "
+                                               "queue, boards in parallel, results merged per device.")] = None,
+    ssh_config: Annotated[Path | None, typer.Option(metavar="FILE", help="ssh config file for --on/--fleet (ssh -F; "
+                                                    "default ~/.ssh/config).")] = None,
+    remote_python: Annotated[str, typer.Option(metavar="PATH", help="The board's python for --on (name or "
+                                               "path).")] = "python3",
+    cooldown: Annotated[float, typer.Option(metavar="S", help="Seconds the board idles before each case after the "
+                                            "first (--on).")] = 0.0,
+    timeout: Annotated[float, typer.Option(metavar="S", help="Seconds one case may take before it is "
+                                           "killed.")] = 900.0,
 ) -> None:
     """Measure latency (median, p90, p99, spread), load time, first inference and peak RSS, one fresh
-    process per case, under a device profile."""
-    from edgevit.bench import tables
-    from edgevit.bench.api import plan, run_plan
-    from edgevit.bench.protocol import protocol_from
-    from edgevit.errors import BenchFailure, ConfigError
+    process per case, under a device profile; here, on a board (--on) or on a fleet (--fleet)."""
+    from edgevit.errors import ConfigError
 
     overrides = {"warmup": warmup, "runs": runs, "min_seconds": min_seconds}
     options = parse_key_values(runtime_option, "--runtime-option")
-    if suite is not None:
-        if inputs:
-            raise ConfigError("give a --suite or inputs, not both")
-        from edgevit.bench.suites import run_suite
-
-        res = run_suite(suite, profile=device, threads=threads, runtime=runtime, options=options,
-                        protocol=overrides, strict=strict, progress=True)
+    if suite is not None and inputs:
+        raise ConfigError("give a --suite or inputs, not both")
+    if cooldown < 0 or timeout <= 0:
+        raise ConfigError(f"--cooldown must be >= 0 and --timeout > 0 (got {cooldown:g}, {timeout:g})")
+    if fleet is not None:
+        if on or device or options or threads or runtime:
+            raise ConfigError("--fleet takes profiles, threads and runner options from the inventory: drop "
+                              "--on/--device/--threads/--runtime/-O")
+        _fleet(fleet, inputs or [], suite, overrides, precision, strict, reference, timeout, json_out, csv_out,
+               md_out, plot_out, ssh_config)
+        return
+    if on is None:
+        res = _bench(inputs, device, suite, runtime, precision, threads, batch, img_size, overrides, strict,
+                     reference, options, timeout, None)
     else:
-        p = plan(inputs or [], profile=device or "host", runtime=runtime, precision=precision or None,
-                 threads=threads, batch=batch or None, img_size=img_size, strict=strict, reference=reference,
-                 options=options)
-        _warn(p.warnings)
-        res = run_plan(p, protocol_from(**overrides), progress=True)
+        from edgevit.bench.remote import RemoteExecutor, SshTarget
+
+        target = SshTarget(on, ssh_config=ssh_config, python=remote_python)
+        err_console.print(f"[dim]connecting to {on} ...[/]")
+        with RemoteExecutor(target, cooldown_s=cooldown) as ex:
+            f = ex.facts
+            err_console.print(f"[dim]board {on}: {f.get('cpu')} x{f.get('cores')}, {f.get('arch')}, python "
+                              f"{f.get('python')} ({ex.python}){' — EMULATED' if ex.emulated else ''}[/]")
+            res = _bench(inputs, device, suite, runtime, precision, threads, batch, img_size, overrides, strict,
+                         reference, options, timeout, ex)
+    _report(res, json_out, csv_out, md_out, plot_out)
+
+
+def _bench(inputs: list[str] | None, device: str | None, suite: str | None, runtime: str | None,
+           precision: list[str] | None, threads: int | None, batch: list[int] | None, img_size: int | None,
+           overrides: dict[str, Any], strict: bool, reference: bool, options: dict[str, object],
+           timeout: float, executor: "Any") -> "Any":
+    """Plan and run, here or through `executor` (a board)."""
+    from edgevit.bench.api import plan, run_plan
+    from edgevit.bench.protocol import protocol_from
+
     if suite is not None:
-        _warn(res.setup["warnings"])
+        from edgevit.bench.suites import load_suite, plan_suite
+
+        st = load_suite(suite)
+        p = plan_suite(st, profile=device, threads=threads, runtime=runtime, options=options, strict=strict,
+                       executor=executor)
+        _warn(p.warnings)
+        return run_plan(p, protocol_from(st.protocol, **overrides), progress=True, suite=st.name, timeout_s=timeout)
+    p = plan(inputs or [], profile=device or "host", runtime=runtime, precision=precision or None, threads=threads,
+             batch=batch or None, img_size=img_size, strict=strict, reference=reference, options=options,
+             executor=executor)
+    _warn(p.warnings)
+    return run_plan(p, protocol_from(**overrides), progress=True, timeout_s=timeout)
+
+
+def _report(res: "Any", json_out: str | None, csv_out: str | None, md_out: str | None, plot_out: str | None,
+            *, fail: bool = True, warn_cases: bool = True) -> None:
+    """Print the table, write the files asked for, raise BenchFailure when a case failed (after writing them)."""
+    from edgevit.bench import tables
+    from edgevit.errors import BenchFailure
+
+    if warn_cases:  # seen while measuring (a board that throttled); the plan's warnings came before the run
+        _warn([f"{r.case.id}: {w}" for r in res.cases for w in r.warnings])
     console.print(tables.bench_table(res))
     for option, writer in ((json_out, tables.write_json), (csv_out, tables.write_csv),
                            (md_out, tables.write_markdown)):
@@ -84,8 +138,47 @@ def bench_cmd(
         err_console.print(f"wrote {plot(res, plot_out)}")
     failed = [c for c in res.cases if not c.ok]
     if failed:
-        raise BenchFailure(f"{len(failed)} of {len(res.cases)} case(s) failed: "
-                           + "; ".join(f"{c.case.id}: {c.error}" for c in failed))
+        message = (f"{len(failed)} of {len(res.cases)} case(s) failed: "
+                   + "; ".join(f"{c.case.id}: {c.error}" for c in failed))
+        if fail:
+            raise BenchFailure(message)
+        err_console.print(f"[bold red]{message}[/]", soft_wrap=True, highlight=False)
+
+
+def _fleet(path: Path, inputs: list[str], suite: str | None, protocol: dict[str, Any], precision: list[str] | None,
+           strict: bool, reference: bool, timeout: float, json_out: str | None, csv_out: str | None,
+           md_out: str | None, plot_out: str | None, ssh_config: Path | None) -> None:
+    """`bench --fleet`: every board's table and files, then the combined table and plot."""
+    import dataclasses
+
+    from edgevit.bench import fleet as fl
+    from edgevit.files import atomic_write_text
+
+    devices = fl.load_fleet(path)
+    if ssh_config is not None:
+        devices = [d if d.ssh_config else dataclasses.replace(d, ssh_config=ssh_config) for d in devices]
+    err_console.print(f"[dim]fleet {path}: {', '.join(f'{d.name} ({d.profile})' for d in devices)}[/]")
+    outcomes = fl.run_fleet(devices, inputs=inputs, suite=suite, protocol=protocol, precision=precision or None,
+                            strict=strict, reference=reference, timeout_s=timeout, progress=True)
+    named = [(o.device.name, o.results) for o in outcomes if o.results is not None]
+    errors = [(o.device.name, o.error) for o in outcomes if o.error]
+    for _, res in named:
+        _warn(res.setup["warnings"])
+        _report(res, json_out, csv_out, md_out, None, fail=False, warn_cases=False)
+    if named:
+        console.print(fl.combined_table(named))
+    if md_out is not None and named:
+        target = Path(md_out)
+        combined = (target if target.is_dir() or md_out.endswith("/") else target.parent) / "fleet.md"
+        err_console.print(f"wrote {atomic_write_text(combined, fl.combined_markdown(named, errors))}")
+    if plot_out is not None and named:
+        err_console.print(f"wrote {fl.plot_fleet(named, plot_out)}")
+    for name, err in errors:
+        err_console.print(f"[bold red]{name}:[/] {err}", soft_wrap=True, highlight=False)
+    if errors or any(not res.ok for _, res in named):
+        from edgevit.errors import BenchFailure
+
+        raise BenchFailure(f"{len(errors)} board(s) failed, {sum(not r.ok for _, r in named)} with failed cases")
 
 
 def _warn(warnings: list[str]) -> None:
@@ -128,3 +221,29 @@ def devices_cmd(
                       ",".join(p.precisions), str(len(p.references)),
                       f"{p.gate.rel_tolerance:.0%} + {p.gate.abs_floor_ms:g} ms")
     console.print(table)
+
+
+@app.command("merge")
+def merge_cmd(
+    results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Result JSON files of `edgevit bench "
+                                                  "--json`, one or more per device (e.g. a device-fleet CI run).")],
+    md_out: Annotated[Path | None, typer.Option("--markdown", metavar="FILE", help="Write the combined Markdown "
+                                                "table here.")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot", metavar="FILE", help="Write the latency-per-model-per-"
+                                                  "device PNG here.")] = None,
+) -> None:
+    """Combine results of several devices: one column per device (never one device's figure in another's
+    column), plus a plot of latency per model per device."""
+    from edgevit.bench import fleet as fl
+    from edgevit.bench.api import load_results
+    from edgevit.files import atomic_write_text
+
+    named = []
+    for path in results:
+        res = load_results(path)
+        named.append((fl.device_name(res), res))
+    console.print(fl.combined_table(named))
+    if md_out is not None:
+        err_console.print(f"wrote {atomic_write_text(md_out, fl.combined_markdown(named))}")
+    if plot_out is not None:
+        err_console.print(f"wrote {fl.plot_fleet(named, plot_out)}")

@@ -3,10 +3,11 @@
 Without a checkpoint a model at its own training init is useless as a reference: FcaFormer and CabViT
 start with layer scales of 1e-6, so their logits are ~1e-20 and any artifact "matches" them. The
 `seeded` rule instead draws every weight from a seed and the parameter's name (norm scales near 1, layer
-scales and tokens ~0.2, small biases), then makes one pass over four embedded photos that rescales each
-conv/linear to unit output spread and sets each BatchNorm's statistics to what it sees, as a trained
-network's are. Logits then have unit scale and depend on the image (without the pass, CAS-ViT's
-residual stream overflows and STViT's logits barely depend on the input).
+scales and tokens ~0.2, small biases), then makes one float64 pass over the embedded photos that rescales
+each conv/linear to a fixed output spread and sets each BatchNorm's statistics to what it sees, as a
+trained network's are. Logits then have unit scale and depend on the image (at their own init, CAS-ViT
+and STViT logits barely depend on the input, FcaFormer's are ~1e-20). The derived statistics are rounded
+to 4 digits, so thread counts and CPU kernels cannot change the weights: the same state hash everywhere.
 """
 from __future__ import annotations
 
@@ -43,11 +44,16 @@ def _seeded_value(name: str, shape: tuple[int, ...], seed: int, gain: float) -> 
     return rng.normal(0.0, 0.2, shape)  # layer scales, learned scale factors, bias tables, tokens
 
 
-NORMALISE_IMAGES = 4  # embedded photos the rescaling pass runs on
+NORMALISE_IMAGES = 14  # every embedded photo: fewer let a few-pixel BatchNorm channel blow up at small sizes
+# Branch outputs at a fifth of unit spread: CAS-ViT's gates multiply two signals, and at full spread its
+# residual stream turned chaotic (logits 1e12 on crops of the same photos); the classifier keeps unit spread.
+BODY_SPREAD = 0.2
+VAR_FLOOR = 0.01  # BatchNorm variances at least this share of the layer's median (few pixels at small sizes)
 
 
 def apply_seeded_weights(model: nn.Module, seed: int = DEFAULT_SEED, img_size: int = 224,
-                         mean: Any = (0.485, 0.456, 0.406), std: Any = (0.229, 0.224, 0.225)) -> nn.Module:
+                         mean: Any = (0.485, 0.456, 0.406), std: Any = (0.229, 0.224, 0.225),
+                         classifier: tuple[str, ...] = ("head",)) -> nn.Module:
     """Overwrite every parameter and BatchNorm statistic of `model` by the seeded rule (in place)."""
     from edgevit.quantize.data import embedded_eval_images
 
@@ -57,14 +63,26 @@ def apply_seeded_weights(model: nn.Module, seed: int = DEFAULT_SEED, img_size: i
         for name, tensor in targets.items():
             tensor.copy_(torch.from_numpy(_seeded_value(name, tuple(tensor.shape), seed, 1.0).astype(np.float32)))
     photos = embedded_eval_images(img_size, mean, std)[:NORMALISE_IMAGES]
-    _normalise_pass(model.eval(), torch.from_numpy(np.ascontiguousarray(photos)))
+    heads = {name for name in classifier if name}
+    _normalise_pass(model.eval(), torch.from_numpy(np.ascontiguousarray(photos)), heads)
     return model
 
 
-def _normalise_pass(model: nn.Module, x: torch.Tensor) -> None:
-    """One forward pass in which each conv/linear is rescaled to unit output std and each BatchNorm takes
-    the mean/variance of its input; each module is adjusted on its first call only."""
+def _round(x: torch.Tensor | float, digits: int = 4) -> Any:
+    """Round to `digits` significant digits, so float noise (thread counts, CPU kernels) cannot reach
+    the weights: the same statistics come out on every machine, and so the same state hash."""
+    t = torch.as_tensor(x, dtype=torch.float64)
+    scale = torch.pow(10.0, torch.floor(torch.log10(t.abs().clamp_min(1e-30))) - (digits - 1))
+    out = torch.round(t / scale) * scale
+    return float(out) if out.dim() == 0 else out
+
+
+def _normalise_pass(model: nn.Module, x: torch.Tensor, heads: set[str]) -> None:
+    """One float64 forward pass in which each conv/linear is rescaled to BODY_SPREAD output std (the
+    classifier `heads` to 1) and each BatchNorm takes the mean/variance of its input (rounded); each module
+    is adjusted on its first call only."""
     seen: set[int] = set()
+    names = {id(m): name for name, m in model.named_modules()}
 
     def hook(mod: nn.Module, inputs: tuple[Any, ...], out: Any) -> Any:
         if id(mod) in seen or not isinstance(out, torch.Tensor):
@@ -73,13 +91,16 @@ def _normalise_pass(model: nn.Module, x: torch.Tensor) -> None:
         if isinstance(mod, nn.modules.batchnorm._BatchNorm):
             xin = inputs[0]
             dims = [0, *range(2, xin.dim())]
-            mod.running_mean.copy_(xin.mean(dims))
-            mod.running_var.copy_(xin.var(dims, unbiased=False))
+            var = xin.var(dims, unbiased=False)
+            var = var.clamp_min(VAR_FLOOR * float(var.median()))  # a near-constant channel must not blow up
+            mod.running_mean.copy_(_round(xin.mean(dims)))
+            mod.running_var.copy_(_round(var))
             return nn.functional.batch_norm(xin, mod.running_mean, mod.running_var, mod.weight, mod.bias,
                                             False, 0.0, mod.eps)
         spread = float(out.std())
         if not np.isfinite(spread) or spread == 0:
             return None
+        spread = _round(spread / (1.0 if names.get(id(mod)) in heads else BODY_SPREAD))
         mod.weight.div_(spread)
         if getattr(mod, "bias", None) is not None:
             mod.bias.div_(spread)
@@ -89,8 +110,9 @@ def _normalise_pass(model: nn.Module, x: torch.Tensor) -> None:
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     try:
         with torch.no_grad():
-            model(x)
+            model.double()(x.double())
     finally:
+        model.float()
         for h in handles:
             h.remove()
 
@@ -131,7 +153,9 @@ def build_reference(
         model = create_model(info.name, checkpoint=checkpoint, **kwargs)
     if checkpoint is None and init == SEEDED:
         cfg = info.default_cfg
-        apply_seeded_weights(model, seed, img_size or int(cfg["img_size"]), cfg["mean"], cfg["std"])
+        heads = cfg.get("classifier") or "head"
+        apply_seeded_weights(model, seed, img_size or int(cfg["img_size"]), cfg["mean"], cfg["std"],
+                             (heads,) if isinstance(heads, str) else tuple(heads))
     return model.eval()
 
 
