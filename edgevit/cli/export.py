@@ -73,6 +73,8 @@ def export_cmd(
             err_console.print(f"[bold yellow]WARNING:[/] {w.message}", highlight=False)
     if report.verification is not None:
         print_report(report.verification)
+    if summary := (report.info.get("export") or {}).get("int8_summary"):  # what runs int8, what stayed float
+        console.print(summary, highlight=False)
     for note in report.warnings:
         if note.startswith("not verified"):
             err_console.print(f"[yellow]{note}[/]", highlight=False)

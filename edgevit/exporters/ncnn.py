@@ -9,10 +9,11 @@ Precisions:
   result is comparable to PyTorch at fp32 tolerances on every CPU.
 - fp16: weights stored fp16 in `model.bin` (pnnx `fp16=1`); the runner leaves ncnn's defaults on,
   so fp16 storage (and fp16 arithmetic on ARMv8.2+) is used where the CPU has it.
-- int8: not offered. ncnn's own int8 path is `ncnn2table` (calibration table) + `ncnn2int8`
-  (weight quantization); neither the `ncnn` nor the `pnnx` wheel on PyPI ships them, and Debian
-  bookworm has no ncnn package (`apt-cache search ncnn` is empty), so they are not available from
-  the registries this project installs from. See docs/ncnn_executorch.md.
+- int8: ncnn's own int8 format (what ncnn2table + ncnn2int8 write; neither tool is in a PyPI wheel
+  or in Debian), written by `edgevit.quantize.ncnn_int8` from the fp32 pair and the calibration set:
+  Convolution/ConvolutionDepthWise/InnerProduct with int8 weights, per-channel weight scales and a
+  calibrated activation scale; constant-weight Gemm with int8 weights (one scale) and ncnn's dynamic
+  per-row activation quantization; everything else fp32. See docs/ncnn_executorch.md.
 
 pnnx converts a traced graph; what it cannot map to an ncnn layer it leaves in the `.param` under its
 own op name (`Tensor.reshape`, `torch.unbind`, ...) and still exits 0. Rank-5 reshapes such as
@@ -39,8 +40,9 @@ MANIFEST = "model.json"
 PARAM_MAGIC = "7767517"
 
 NCNN_INT8_NOTE = (
-    "not offered: ncnn's int8 tools (ncnn2table, ncnn2int8) are not in the ncnn/pnnx wheels on PyPI "
-    "and Debian bookworm has no ncnn package; build them from ncnn's source to quantize"
+    "ncnn's int8 format written by edgevit (ncnn2table/ncnn2int8 are in no wheel): Convolution, depthwise "
+    "and InnerProduct W8A8 (per-channel weights, calibrated activation scale), Linear-Gemm int8 weights "
+    "with dynamic per-row activations; attention MatMul, LayerNorm, GELU, Softmax stay fp32"
 )
 
 
@@ -102,9 +104,17 @@ def inspect_ncnn(path: Path) -> dict[str, Any]:
         "inputs": {name: [1, *(manifest.get("input_shape") or [])] for kind, name, *_ in layers if kind == "Input"},
         "outputs": {name: None for name in manifest.get("outputs") or _terminal_outputs(layers)},
         "precision": manifest.get("precision", "unknown"),
+        "int8_layers": sum(1 for line in p.read_text().splitlines()[2:] if _is_int8_line(line)),
         "param_bytes": p.stat().st_size,
         "bin_bytes": bin_file.stat().st_size if bin_file.is_file() else None,
     }
+
+
+def _is_int8_line(line: str) -> bool:
+    """A `.param` line of a layer ncnn runs in int8: int8_scale_term (8=) or Gemm's quantize_term (18=) set."""
+    parts = line.split()
+    key = {"Convolution": "8", "ConvolutionDepthWise": "8", "InnerProduct": "8", "Gemm": "18"}.get(parts[0] if parts else "")
+    return key is not None and any(t.startswith(key + "=") and t != f"{key}=0" for t in parts[4:])
 
 
 def _terminal_outputs(layers: list[tuple[str, str, list[str], list[str]]]) -> list[str]:
@@ -151,8 +161,6 @@ def export_ncnn(req: ExportRequest) -> ExportResult:
     """Trace the deploy form at batch 1, convert with pnnx, write `req.output/` = {param, bin, json}."""
     import torch
 
-    if req.precision not in ("fp32", "fp16"):
-        raise ExportError(f"ncnn int8 is {NCNN_INT8_NOTE}")
     example = req.example[:1].contiguous().float()  # ncnn has no batch axis: the runner loops over rows
     model = req.model.eval()
     with tempfile.TemporaryDirectory(prefix="edgevit-pnnx-") as tmp:
@@ -175,6 +183,7 @@ def export_ncnn(req: ExportRequest) -> ExportResult:
         outputs = _terminal_outputs(layers)
         if len(inputs) != 1 or len(outputs) != 1:
             raise ExportError(f"expected one input and one output blob, got {inputs} -> {outputs}")
+        int8 = _quantize(req, param, binf, inputs[0], outputs[0]) if req.precision == "int8" else None
         out = Path(req.output)
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
@@ -191,6 +200,9 @@ def export_ncnn(req: ExportRequest) -> ExportResult:
         "mean": list(req.mean),
         "std": list(req.std),
     }
+    if int8 is not None:  # what the runner and a reader need: which layers run int8, float layers in fp32
+        manifest["int8_layers"] = int8.int8_layers
+        manifest["float_layers"] = "fp32"
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     metadata = {
         **manifest,
@@ -201,7 +213,22 @@ def export_ncnn(req: ExportRequest) -> ExportResult:
         "flops": _pnnx_figure(log, "FLOPS"),
         "files": [PARAM, BIN, MANIFEST],
     }
+    if int8 is not None:
+        from edgevit.quantize.ncnn_int8 import summary_line
+
+        metadata["int8"] = int8.as_dict()
+        metadata["int8_summary"] = summary_line(int8)
     return ExportResult(artifact=out, metadata=metadata)
+
+
+def _quantize(req: ExportRequest, param: Path, binf: Path, input_name: str, output_name: str) -> Any:
+    """int8: rewrite the fp32 pair in place from the request's calibration set (edgevit.quantize.ncnn_int8)."""
+    from edgevit.quantize.ncnn_int8 import quantize_in_place
+
+    if req.calib is None:
+        raise ExportError("ncnn int8 needs a calibration set")
+    return quantize_in_place(param, binf, req.calib.calib, req.calib.holdout, input_name=input_name,
+                             output_name=output_name, method=req.calib_method, options=req.options)
 
 
 def _pnnx_figure(log: str, key: str) -> str | None:
@@ -223,7 +250,7 @@ NCNN = register_target(
         key="ncnn",
         title="ncnn",
         suffix=".ncnn",
-        precisions=("fp32", "fp16"),
+        precisions=("fp32", "fp16", "int8"),
         int8=NCNN_INT8_NOTE,
         runtime="ncnn",
         extra="ncnn",

@@ -373,7 +373,9 @@ def quantize_ncnn(
             continue
         (static if kind == "static" else dynamic).append(layer)
     if not static and not dynamic:
-        raise ValueError("no layer of this model has an int8 kernel in ncnn")
+        from edgevit.errors import ExportError
+
+        raise ExportError("ncnn int8: no layer of this model has an int8 kernel in ncnn (or all were kept float)")
 
     fp32 = _Net(param_text, bin_bytes, threads=n_threads, light=False)
     try:
@@ -464,3 +466,52 @@ def quantize_files(param: Path, binf: Path, out_param: Path, out_bin: Path, cali
         tmp.write_bytes(payload)
         os.replace(tmp, path)
     return report
+
+
+# ------------------------------------------------------------------------------------------ export glue
+
+OPTION_KEEP_FLOAT = "int8_keep_float"  # comma-separated layer names or types kept float
+OPTION_COSINE = "int8_cosine"  # the accuracy loop's budget (mean cosine to fp32 ncnn on the hold-out)
+
+
+def summary_line(report: Int8Report) -> str:
+    """One line for the export output: what runs in int8, what stayed float and the measured cosine."""
+    hist = report.histogram()
+    parts = [f"{k} {v['int8']}/{v['int8'] + v['float']}" for k, v in hist.items()]
+    kept = f"; back to float for accuracy: {', '.join(report.reverted)}" if report.reverted else ""
+    return (f"ncnn int8: {len(report.int8_layers)} layers int8 ({', '.join(parts)}), the rest fp32{kept}; "
+            f"cosine to fp32 ncnn {report.cosine_vs_fp32:.5f} (min {report.cosine_min_vs_fp32:.5f}) "
+            f"on {report.holdout_images} hold-out images")
+
+
+def quantize_in_place(
+    param: Path, binf: Path, calib: np.ndarray, holdout: np.ndarray, *, input_name: str, output_name: str,
+    method: str, options: dict[str, Any], threads: int | None = None, log: Log | None = None,
+) -> Int8Report:
+    """The ncnn exporter's int8 step: replace an fp32 param/bin pair by its int8 version.
+
+    Options (`edgevit export --option KEY=VALUE`): `int8_keep_float=NAME,TYPE,...` keeps layers
+    (by ncnn layer name, e.g. gemm_3, or type, e.g. Gemm) float; `int8_cosine=0.999` sets the budget.
+    """
+    from edgevit.errors import CalibrationError, ConfigError
+
+    keep = options.get(OPTION_KEEP_FLOAT) or ()
+    if isinstance(keep, str):
+        keep = [k.strip() for k in keep.split(",") if k.strip()]
+    try:
+        budget = float(options.get(OPTION_COSINE, DEFAULT_COSINE_BUDGET))
+    except (TypeError, ValueError):
+        raise ConfigError(f"option {OPTION_COSINE} must be a number, got {options.get(OPTION_COSINE)!r}") from None
+    if not 0.0 <= budget <= 1.0:
+        raise ConfigError(f"option {OPTION_COSINE} must be between 0 and 1, got {budget}")
+    if method not in METHODS:
+        raise ConfigError(f"ncnn int8 calibration method {method!r} is not one of {', '.join(METHODS)}")
+    if len(calib) == 0 or len(holdout) == 0:
+        raise CalibrationError("ncnn int8 needs calibration and hold-out images")
+    layers = read_param(param.read_text()).layers
+    known = {ly.name for ly in layers} | {ly.kind for ly in layers}
+    unknown = [k for k in keep if k not in known]
+    if unknown:
+        raise ConfigError(f"{OPTION_KEEP_FLOAT}: no layer or layer type named {', '.join(unknown)} in this model")
+    return quantize_files(param, binf, param, binf, calib, holdout, input_name=input_name, output_name=output_name,
+                          method=method, cosine_budget=budget, exclude=list(keep), threads=threads, log=log)

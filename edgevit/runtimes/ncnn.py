@@ -7,7 +7,8 @@ Options (besides `threads`, which sets `opt.num_threads`):
   and `edgevit verify`, which pass only `--threads`.
 - `fp16`: force fp16 storage/arithmetic on (True) or off (False). By default it follows the
   artifact's precision: off for fp32 artifacts (so they compare to PyTorch at fp32 tolerances on
-  ARM, where ncnn would otherwise store activations in fp16), ncnn's defaults for fp16 artifacts.
+  ARM, where ncnn would otherwise store activations in fp16) and for int8 artifacts (their float
+  layers run fp32, as verified), ncnn's defaults for fp16 artifacts.
 - `light_mode`: ncnn's `opt.lightmode` (recycle intermediate blobs), default True.
 - `packing`: ncnn's `opt.use_packing_layout` (SIMD-packed channels), default ncnn's (on). Measured
   here: on x86 (AVX2) FcaFormer-L1 fp32 ran ~4x *faster* with packing off (1.3 s vs 5-6 s, one thread,
@@ -84,6 +85,9 @@ class NcnnRunner(Runner):
             opt.use_fp16_storage = True
             opt.use_fp16_packed = True
             opt.use_fp16_arithmetic = True
+        # int8 layers (int8_scale_term / quantize_term in the .param, int8 weights in the .bin) run their
+        # int8 kernels only with use_int8_inference; ncnn defaults it on, an int8 artifact must not depend on it
+        opt.use_int8_inference = True
         if net.load_param(str(param)) != 0:
             raise ConfigError(f"ncnn could not load {param} (unknown layer type or bad file)")
         if net.load_model(str(binf)) != 0:
