@@ -126,7 +126,7 @@ def candidate_kind(layer: Layer) -> str | None:
 # ------------------------------------------------------------------------------------------ running ncnn
 
 
-class _Net:
+class NcnnNet:
     """An ncnn net of param text and bin bytes, fp32 everywhere outside int8 layers.
 
     Loaded from temporary files: the binding's `load_model_mem` returns nothing, so a bad `.bin`
@@ -219,7 +219,7 @@ def _percentile_threshold(hist: np.ndarray, bin_width: float, pct: float = PERCE
 
 
 def calibrate(
-    net: _Net, input_name: str, blobs: Sequence[str], images: np.ndarray, *, method: str, log: Log,
+    net: NcnnNet, input_name: str, blobs: Sequence[str], images: np.ndarray, *, method: str, log: Log,
 ) -> dict[str, float]:
     """Per-blob |x| threshold over the calibration images (fp32 net): max, percentile or KL."""
     if method not in METHODS:
@@ -331,7 +331,7 @@ def _cosines(a: Iterable[np.ndarray], b: Iterable[np.ndarray]) -> np.ndarray:
     return np.asarray(out)
 
 
-def _outputs(net: _Net, input_name: str, output: str, images: np.ndarray) -> list[np.ndarray]:
+def _outputs(net: NcnnNet, input_name: str, output: str, images: np.ndarray) -> list[np.ndarray]:
     return [net.run(x, input_name, [output])[0] for x in images]
 
 
@@ -358,7 +358,7 @@ def quantize_ncnn(
     layers (or layer types) to keep float. ncnn must be importable (it runs the fp32 and int8 nets).
     """
     say = log or (lambda _m: None)
-    n_threads = threads or min(4, os.cpu_count() or 1)
+    n_threads = threads or 1  # ncnn's OpenMP pool on a busy host: 2 threads ran the toy 500x slower than 1
     param = read_param(param_text)
     arrays = read_bin(param, bin_bytes)
     decisions: dict[str, LayerDecision] = {}
@@ -377,7 +377,7 @@ def quantize_ncnn(
 
         raise ExportError("ncnn int8: no layer of this model has an int8 kernel in ncnn (or all were kept float)")
 
-    fp32 = _Net(param_text, bin_bytes, threads=n_threads, light=False)
+    fp32 = NcnnNet(param_text, bin_bytes, threads=n_threads, light=False)
     try:
         bottoms = list(dict.fromkeys(ly.bottoms[0] for ly in static))
         say(f"calibrating {len(bottoms)} activation ranges on {len(calib)} images ({method})")
@@ -392,7 +392,7 @@ def quantize_ncnn(
 
     def evaluate(p: dict[str, float | None], *, per_layer: bool = False) -> tuple[np.ndarray, list[np.ndarray], dict[str, float], dict[str, float]]:
         q_param, q_arrays, sqnr = build(param, arrays, p)
-        net = _Net(q_param.text(), write_bin(q_param, q_arrays), threads=n_threads, light=not per_layer)
+        net = NcnnNet(q_param.text(), write_bin(q_param, q_arrays), threads=n_threads, light=not per_layer)
         try:
             if per_layer:
                 runs = [net.run(x, input_name, [*watched, output_name]) for x in holdout]
