@@ -290,3 +290,33 @@ def test_pipeline_int8_toy(tmp_out: Path) -> None:
     assert rep.info["calibration"]["calibration_images"] == 32
     assert inspect_ncnn(art)["int8_layers"] == len(manifest["int8_layers"])
     assert not list(tmp_out.glob(".*edgevit-tmp*"))
+
+
+def test_cli_export_int8_and_bench_a17_int8(tmp_out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edgevit export --target ncnn --int8` prints what runs int8; `edgevit bench --device arm-a17 -p int8`
+    measures an ncnn int8 artifact with ncnn (the profile's runtime), not an ONNX Runtime fallback."""
+    from typer.testing import CliRunner
+
+    from tests import _toy  # noqa: F401  registers toy_vit
+    from edgevit.cli import app
+
+    monkeypatch.setenv("EDGEVIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+    res = runner.invoke(app, ["export", "toy_vit", "--target", "ncnn", "--int8", "--calib-samples", "32",
+                              "--threads", "1", "-o", str(tmp_out / "toy.ncnn")])
+    assert res.exit_code == 0, res.output
+    assert "ncnn int8: " in res.output and "int8 layers" in res.output and "passed" in res.output
+
+    out = tmp_path / "bench.json"
+    res = runner.invoke(app, ["bench", "toy_vit", "--device", "arm-a17", "-p", "int8", "--threads", "1",
+                              "--runs", "5", "--warmup", "1", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    (result,) = data["cases"]
+    case = result["case"]
+    assert result["ok"] and (case["runtime"], case["target"], case["precision"]) == ("ncnn", "ncnn", "int8")
+    assert not data["setup"]["runtime_note"]  # no fallback
+    art = Path(case["artifact"])
+    assert json.loads((art / "model.json").read_text())["precision"] == "int8"
+    assert inspect_ncnn(art)["int8_layers"] > 0

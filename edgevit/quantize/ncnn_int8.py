@@ -54,6 +54,7 @@ INT8_LEVELS = 128  # |q| <= 127: 128 non-negative levels
 DEFAULT_COSINE_BUDGET = 0.998  # mean cosine int8 vs fp32 ncnn on the hold-out (verify's int8 bar is 0.98)
 MAX_REVERTS = 8  # layers returned to float at most, one measured step each
 PROBE_CANDIDATES = 6  # worst-ranked layers tried per step
+DEGENERATE_LOGITS = 1e-6  # fp32 outputs below this are rounding noise: no accuracy to keep
 
 Log = Callable[[str], None]
 
@@ -408,9 +409,14 @@ def quantize_ncnn(
     say(f"int8 net: {len(plan)} layers ({len(static)} static, {len(dynamic)} dynamic); checking on {len(holdout)} hold-out images")
     cos, outs, sqnr, layer_cos = evaluate(plan, per_layer=True)
     reverted: list[str] = []
+    notes: list[str] = []
     by_top = {ly.tops[0]: ly.name for ly in (*static, *dynamic)}
     layer_out_cos = {by_top[t]: c for t, c in layer_cos.items()}
-    while cos.mean() < cosine_budget and len(reverted) < MAX_REVERTS and plan:
+    degenerate = max(float(np.abs(r).max()) for r in ref_out) < DEGENERATE_LOGITS
+    if degenerate:  # random-init FcaFormer: logits ~1e-20, cosine measures float noise, not int8
+        notes.append(f"fp32 outputs are degenerate (max |y| < {DEGENERATE_LOGITS:g}, e.g. random weights): "
+                     "accuracy loop skipped, every candidate stays int8")
+    while not degenerate and cos.mean() < cosine_budget and len(reverted) < MAX_REVERTS and plan:
         # rank by how much this layer's own output drifted beyond its input's drift
         ranked = sorted(plan, key=lambda n: layer_out_cos.get(n, 1.0))[:PROBE_CANDIDATES]
         best, best_cos = None, cos
@@ -452,7 +458,7 @@ def quantize_ncnn(
         method=method, calibration_images=int(len(calib)), holdout_images=int(len(holdout)),
         cosine_budget=cosine_budget, cosine_vs_fp32=float(cos.mean()), cosine_min_vs_fp32=float(cos.min()),
         top1_agreement_vs_fp32=float((ref_top1 == top1).mean()),
-        layers=sorted(decisions.values(), key=lambda d: order[d.name]), reverted=reverted,
+        layers=sorted(decisions.values(), key=lambda d: order[d.name]), reverted=reverted, notes=notes,
     )
     return q_param.text(), write_bin(q_param, q_arrays), report
 
