@@ -320,3 +320,26 @@ def test_cli_export_int8_and_bench_a17_int8(tmp_out: Path, tmp_path: Path, monke
     art = Path(case["artifact"])
     assert json.loads((art / "model.json").read_text())["precision"] == "int8"
     assert inspect_ncnn(art)["int8_layers"] > 0
+
+
+@pytest.mark.slow
+def test_cas_vit_xs_int8_export_with_fixture_weights(tmp_out: Path) -> None:
+    """`edgevit export cas_vit_xs --target ncnn --int8` with the conformance-fixture weights (non-degenerate):
+    verified on the real photos at cosine >= 0.995 and full top-1 agreement, every conv/linear in int8."""
+    conformance = pytest.importorskip("tests.conformance")
+    try:
+        state = conformance.official_state_dict("cas_vit_xs")
+    except Exception as exc:  # the fixtures live outside the package
+        pytest.skip(f"no conformance fixture for cas_vit_xs: {type(exc).__name__}")
+    ckpt = tmp_out / "cas_vit_xs_fixture.pt"
+    torch.save(state, ckpt)
+    from edgevit.export import export
+
+    rep = export("cas_vit_xs", target="ncnn", precision="int8", checkpoint=ckpt, output=tmp_out / "c.ncnn", threads=1)
+    v = rep.verification
+    assert v is not None and v.passed and v.judged_top1
+    out = v.outputs[0]
+    assert out.cosine_min >= 0.995 and out.top1_agreement == 1.0, out
+    hist = rep.info["export"]["int8"]["histogram"]
+    assert hist["Convolution"]["float"] == 0 and hist["Convolution"]["int8"] > 50, hist
+    assert inspect_ncnn(rep.artifact)["int8_layers"] == rep.info["export"]["int8"]["int8_layer_count"]
