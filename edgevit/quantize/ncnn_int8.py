@@ -332,8 +332,92 @@ def _cosines(a: Iterable[np.ndarray], b: Iterable[np.ndarray]) -> np.ndarray:
     return np.asarray(out)
 
 
-def _outputs(net: NcnnNet, input_name: str, output: str, images: np.ndarray) -> list[np.ndarray]:
-    return [net.run(x, input_name, [output])[0] for x in images]
+class _Evaluator:
+    """Runs quantization plans on the hold-out and compares with the fp32 net (same runtime, same images)."""
+
+    def __init__(self, param: Param, arrays: dict[str, list[Array]], holdout: np.ndarray, *, input_name: str,
+                 output_name: str, watched: list[str], reference: list[list[np.ndarray]], threads: int) -> None:
+        self.param, self.arrays, self.holdout = param, arrays, holdout
+        self.input_name, self.output_name, self.watched = input_name, output_name, watched
+        self.reference = reference  # per image: the watched blobs, then the output
+        self.threads = threads
+
+    def run(self, plan: dict[str, float | None], *, blobs: bool = False) -> tuple[np.ndarray, list[np.ndarray], dict[str, float]]:
+        """(per-image output cosine, outputs, weight SQNR per int8 layer); with `blobs`, also sets
+        `self.blob_cosine` (watched blob -> mean cosine to fp32)."""
+        q_param, q_arrays, sqnr = build(self.param, self.arrays, plan)
+        names = [*self.watched, self.output_name] if blobs else [self.output_name]
+        net = NcnnNet(q_param.text(), write_bin(q_param, q_arrays), threads=self.threads, light=not blobs)
+        try:
+            runs = [net.run(x, self.input_name, names) for x in self.holdout]
+        finally:
+            net.close()
+        outs = [r[-1] for r in runs]
+        if blobs:
+            self.blob_cosine = {b: float(_cosines([r[i] for r in runs], [ref[i] for ref in self.reference]).mean())
+                                for i, b in enumerate(self.watched)}
+        return _cosines(outs, [ref[-1] for ref in self.reference]), outs, sqnr
+
+
+def _split_candidates(param: Param, exclude: Sequence[str]) -> tuple[list[Layer], list[Layer], dict[str, LayerDecision]]:
+    """(static candidates, dynamic candidates, decisions for the excluded ones)."""
+    static: list[Layer] = []
+    dynamic: list[Layer] = []
+    excluded: dict[str, LayerDecision] = {}
+    for layer in param.layers:
+        kind = candidate_kind(layer)
+        if kind is None:
+            continue
+        if layer.name in exclude or layer.kind in exclude:
+            excluded[layer.name] = LayerDecision(layer.name, layer.kind, False, "float: kept float by request")
+        else:
+            (static if kind == "static" else dynamic).append(layer)
+    return static, dynamic, excluded
+
+
+def _own_drift(layer: Layer, blob_cosine: dict[str, float]) -> float:
+    """How much cosine this layer loses between its input and its output in the all-int8 net."""
+    return blob_cosine.get(layer.bottoms[0], 1.0) - blob_cosine.get(layer.tops[0], 1.0)
+
+
+def _accuracy_loop(ev: _Evaluator, plan: dict[str, float | None], layers: dict[str, Layer], cos: np.ndarray,
+                   budget: float, say: Log) -> tuple[list[str], dict[str, str], np.ndarray]:
+    """Return layers to float, one measured step at a time, while the mean cosine misses `budget`.
+
+    Each step tries the PROBE_CANDIDATES layers that lose most cosine themselves and keeps the one whose
+    return raises the hold-out cosine most; it stops at the budget, at MAX_REVERTS, or when none helps.
+    """
+    reverted: list[str] = []
+    reasons: dict[str, str] = {}
+    while cos.mean() < budget and len(reverted) < MAX_REVERTS and plan:
+        ranked = sorted(plan, key=lambda n: -_own_drift(layers[n], ev.blob_cosine))[:PROBE_CANDIDATES]
+        best, best_cos = None, cos
+        for name in ranked:
+            trial, *_ = ev.run({k: v for k, v in plan.items() if k != name})
+            if trial.mean() > best_cos.mean():
+                best, best_cos = name, trial
+        if best is None:
+            break
+        reasons[best] = f"float: back to float by the accuracy loop (hold-out cosine {cos.mean():.5f} -> {best_cos.mean():.5f})"
+        say(f"cosine {cos.mean():.5f} < {budget}: {best} back to float -> {best_cos.mean():.5f}")
+        plan.pop(best)
+        reverted.append(best)
+        cos = best_cos
+    return reverted, reasons, cos
+
+
+def _decision(ly: Layer, plan: dict[str, float | None], thresholds: dict[str, float], sqnr: dict[str, float],
+              blob_cosine: dict[str, float], reason: str | None) -> LayerDecision:
+    kind = candidate_kind(ly) or ""
+    d = LayerDecision(ly.name, ly.kind, ly.name in plan, reason or "int8", activation=kind,
+                      weight_scales="per-tensor" if ly.kind == "Gemm" else "per-channel",
+                      output_cosine=blob_cosine.get(ly.tops[0]))
+    if kind == "static":
+        t = thresholds[ly.bottoms[0]]
+        d.threshold, d.bottom_scale = float(t), float(127.0 / t)
+    if ly.name in sqnr:
+        d.weight_sqnr_db = float(sqnr[ly.name])
+    return d
 
 
 # ------------------------------------------------------------------------------------------ entry point
@@ -362,103 +446,51 @@ def quantize_ncnn(
     n_threads = threads or 1  # ncnn's OpenMP pool on a busy host: 2 threads ran the toy 500x slower than 1
     param = read_param(param_text)
     arrays = read_bin(param, bin_bytes)
-    decisions: dict[str, LayerDecision] = {}
-    static: list[Layer] = []
-    dynamic: list[Layer] = []
-    for layer in param.layers:
-        kind = candidate_kind(layer)
-        if kind is None:
-            continue
-        if layer.name in exclude or layer.kind in exclude:
-            decisions[layer.name] = LayerDecision(layer.name, layer.kind, False, "excluded by request")
-            continue
-        (static if kind == "static" else dynamic).append(layer)
+    static, dynamic, decisions = _split_candidates(param, exclude)
     if not static and not dynamic:
         from edgevit.errors import ExportError
 
         raise ExportError("ncnn int8: no layer of this model has an int8 kernel in ncnn (or all were kept float)")
+    candidates = {ly.name: ly for ly in (*static, *dynamic)}
+    watched = list(dict.fromkeys(b for ly in candidates.values() for b in (ly.bottoms[0], ly.tops[0])))
 
     fp32 = NcnnNet(param_text, bin_bytes, threads=n_threads, light=False)
     try:
         bottoms = list(dict.fromkeys(ly.bottoms[0] for ly in static))
         say(f"calibrating {len(bottoms)} activation ranges on {len(calib)} images ({method})")
         thresholds = calibrate(fp32, input_name, bottoms, calib, method=method, log=say)
-        plan: dict[str, float | None] = {ly.name: 127.0 / thresholds[ly.bottoms[0]] for ly in static}
-        plan.update({ly.name: None for ly in dynamic})
-        watched = [ly.tops[0] for ly in (*static, *dynamic)]
-        ref_blobs = [fp32.run(x, input_name, [*watched, output_name]) for x in holdout]
+        reference = [fp32.run(x, input_name, [*watched, output_name]) for x in holdout]
     finally:
         fp32.close()
-    ref_out = [r[-1] for r in ref_blobs]
+    plan: dict[str, float | None] = {ly.name: 127.0 / thresholds[ly.bottoms[0]] for ly in static}
+    plan.update({ly.name: None for ly in dynamic})
 
-    def evaluate(p: dict[str, float | None], *, per_layer: bool = False) -> tuple[np.ndarray, list[np.ndarray], dict[str, float], dict[str, float]]:
-        q_param, q_arrays, sqnr = build(param, arrays, p)
-        net = NcnnNet(q_param.text(), write_bin(q_param, q_arrays), threads=n_threads, light=not per_layer)
-        try:
-            if per_layer:
-                runs = [net.run(x, input_name, [*watched, output_name]) for x in holdout]
-                outs = [r[-1] for r in runs]
-                layer_cos = {ly_top: float(_cosines([r[i] for r in runs], [r[i] for r in ref_blobs]).mean())
-                             for i, ly_top in enumerate(watched)}
-            else:
-                outs, layer_cos = _outputs(net, input_name, output_name, holdout), {}
-        finally:
-            net.close()
-        return _cosines(outs, ref_out), outs, sqnr, layer_cos
-
-    say(f"int8 net: {len(plan)} layers ({len(static)} static, {len(dynamic)} dynamic); checking on {len(holdout)} hold-out images")
-    cos, outs, sqnr, layer_cos = evaluate(plan, per_layer=True)
-    reverted: list[str] = []
+    ev = _Evaluator(param, arrays, holdout, input_name=input_name, output_name=output_name, watched=watched,
+                    reference=reference, threads=n_threads)
+    say(f"int8 net: {len(plan)} layers ({len(static)} static, {len(dynamic)} dynamic) on {len(holdout)} hold-out images")
+    cos, outs, sqnr = ev.run(plan, blobs=True)
     notes: list[str] = []
-    by_top = {ly.tops[0]: ly.name for ly in (*static, *dynamic)}
-    layer_out_cos = {by_top[t]: c for t, c in layer_cos.items()}
-    degenerate = max(float(np.abs(r).max()) for r in ref_out) < DEGENERATE_LOGITS
-    if degenerate:  # random-init FcaFormer: logits ~1e-20, cosine measures float noise, not int8
+    reverted: list[str] = []
+    reasons: dict[str, str] = {}
+    if max(float(np.abs(ref[-1]).max()) for ref in reference) < DEGENERATE_LOGITS:
+        # random-init FcaFormer: logits ~1e-20, a cosine there measures float noise, not int8
         notes.append(f"fp32 outputs are degenerate (max |y| < {DEGENERATE_LOGITS:g}, e.g. random weights): "
                      "accuracy loop skipped, every candidate stays int8")
-    while not degenerate and cos.mean() < cosine_budget and len(reverted) < MAX_REVERTS and plan:
-        # rank by how much this layer's own output drifted beyond its input's drift
-        ranked = sorted(plan, key=lambda n: layer_out_cos.get(n, 1.0))[:PROBE_CANDIDATES]
-        best, best_cos = None, cos
-        for name in ranked:
-            trial = {k: v for k, v in plan.items() if k != name}
-            c, *_ = evaluate(trial)
-            if c.mean() > best_cos.mean():
-                best, best_cos = name, c
-        if best is None:
-            break
-        say(f"cosine {cos.mean():.5f} < {cosine_budget}: {best} back to float -> {best_cos.mean():.5f}")
-        plan.pop(best)
-        reverted.append(best)
-        cos = best_cos
+    else:
+        reverted, reasons, cos = _accuracy_loop(ev, plan, candidates, cos, cosine_budget, say)
     if reverted:
-        cos, outs, sqnr, _ = evaluate(plan)
+        cos, outs, sqnr = ev.run(plan)
 
-    for ly in (*static, *dynamic):
-        kind = candidate_kind(ly) or ""
-        in_plan = ly.name in plan
-        d = LayerDecision(
-            ly.name, ly.kind, in_plan,
-            "int8" if in_plan else "float: returning it to float raised the hold-out cosine most",
-            activation=kind,
-            weight_scales="per-tensor" if ly.kind == "Gemm" else "per-channel",
-            output_cosine=layer_out_cos.get(ly.name),
-        )
-        if kind == "static":
-            t = thresholds[ly.bottoms[0]]
-            d.threshold, d.bottom_scale = float(t), float(127.0 / t)
-        if in_plan:
-            d.weight_sqnr_db = float(sqnr[ly.name])
-        decisions[ly.name] = d
+    decisions.update({n: _decision(ly, plan, thresholds, sqnr, ev.blob_cosine, reasons.get(n))
+                      for n, ly in candidates.items()})
     order = {ly.name: i for i, ly in enumerate(param.layers)}
     q_param, q_arrays, _ = build(param, arrays, plan)
-    ref_top1 = np.array([r.argmax() for r in ref_out])
-    top1 = np.array([o.argmax() for o in outs])
+    top1 = float(np.mean([o.argmax() == ref[-1].argmax() for o, ref in zip(outs, reference)]))
     report = Int8Report(
         method=method, calibration_images=int(len(calib)), holdout_images=int(len(holdout)),
         cosine_budget=cosine_budget, cosine_vs_fp32=float(cos.mean()), cosine_min_vs_fp32=float(cos.min()),
-        top1_agreement_vs_fp32=float((ref_top1 == top1).mean()),
-        layers=sorted(decisions.values(), key=lambda d: order[d.name]), reverted=reverted, notes=notes,
+        top1_agreement_vs_fp32=top1, layers=sorted(decisions.values(), key=lambda d: order[d.name]),
+        reverted=reverted, notes=notes,
     )
     return q_param.text(), write_bin(q_param, q_arrays), report
 
