@@ -39,7 +39,6 @@ from edgevit.quantize.ncnn_format import (
     Array,
     Layer,
     Param,
-    fp32_array,
     int8_array,
     raw_array,
     read_bin,
@@ -487,7 +486,7 @@ def quantize_ncnn(
     q_param, q_arrays, _ = build(param, arrays, plan)
     top1 = float(np.mean([o.argmax() == ref[-1].argmax() for o, ref in zip(outs, reference)]))
     report = Int8Report(
-        method=method, calibration_images=int(len(calib)), holdout_images=int(len(holdout)),
+        method=method, calibration_images=len(calib), holdout_images=len(holdout),
         cosine_budget=cosine_budget, cosine_vs_fp32=float(cos.mean()), cosine_min_vs_fp32=float(cos.min()),
         top1_agreement_vs_fp32=top1, layers=sorted(decisions.values(), key=lambda d: order[d.name]),
         reverted=reverted, notes=notes,
