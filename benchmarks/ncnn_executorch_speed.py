@@ -103,7 +103,7 @@ def export_all(models: list[str], workdir: Path, reuse: bool) -> tuple[dict[str,
                    if "delegated_nodes" in exp else {}),
                 **({"layers": exp["layers"]} if "layers" in exp else {}),
                 **({"int8_layers": exp["int8"]["int8_layer_count"], "int8_histogram": exp["int8"]["histogram"]}
-                   if isinstance(exp.get("int8"), dict) else {}),
+                   if "int8_layer_count" in (exp.get("int8") or {}) else {}),  # ncnn int8 only
             }
             arts[key] = out
         for suffix, case, _ in VARIANTS:

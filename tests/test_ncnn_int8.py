@@ -266,11 +266,6 @@ def test_kl_threshold_clips_a_long_tail() -> None:
 # ------------------------------------------------------------------------------------------ pipeline
 
 
-def test_target_offers_int8() -> None:
-    t = get_target("ncnn")
-    assert t.precisions == ("fp32", "fp16", "int8") and "ncnn2table" in t.int8
-
-
 def test_pipeline_int8_toy(tmp_out: Path) -> None:
     """edgevit.export --target ncnn --int8 on the toy ViT: verified artifact, model.json and sidecar record
     what runs int8, the runner loads it (use_int8_inference) and its outputs are not the fp32 ones."""
