@@ -18,7 +18,7 @@ pytest.importorskip("pnnx")
 
 from edgevit.errors import ConfigError
 from edgevit.exporters.ncnn import export_ncnn, inspect_ncnn
-from edgevit.exporters.targets import ExportRequest, get_target
+from edgevit.exporters.targets import ExportRequest
 from edgevit.quantize import ncnn_int8 as q
 from edgevit.quantize.data import from_embedded
 from edgevit.quantize.ncnn_format import (
