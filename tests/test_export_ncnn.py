@@ -106,7 +106,7 @@ def test_rank5_reshape_fails_loudly(tmp_out: Path) -> None:
 
 def test_targets_row() -> None:
     t = get_backend("ncnn")
-    assert t.precisions == ("fp32", "fp16") and "ncnn2table" in t.int8
+    assert t.precisions == ("fp32", "fp16", "int8") and "ncnn2table" in t.int8
     assert t.runtime.key == "ncnn" and t.suffix == ".ncnn" and not t.dynamic_batch
 
 

@@ -79,6 +79,8 @@ def export_cmd(
     )
     if report.verification is not None:
         print_report(report.verification)
+    if summary := report.record.export.get("int8_summary"):  # what runs int8, what stayed float
+        console.print(summary, highlight=False)
     for note in report.warnings:
         err_console.print(f"[yellow]{note}[/]", highlight=False, soft_wrap=True)
     console.print(f"[green]wrote[/] {report.artifact} ({format_size(report.record.size_bytes)}) and "

@@ -33,7 +33,9 @@ def print_report(rep: "VerifyReport") -> None:
         console.print(table)
     hist = rep.inspection.get("op_histogram", {})
     top = ", ".join(f"{k} {v}" for k, v in list(hist.items())[:8])
-    console.print(f"size {format_size(rep.size_bytes)}, nodes {rep.inspection.get('nodes', '?')}: {top}", highlight=False)
+    int8 = f", int8 layers {rep.inspection['int8_layers']}" if rep.inspection.get("int8_layers") else ""
+    console.print(f"size {format_size(rep.size_bytes)}, nodes {rep.inspection.get('nodes', '?')}: {top}{int8}",
+                  highlight=False)
     if rep.latency_ms:
         lat = rep.latency_ms
         console.print(f"latency (quick, batch {lat['batch']}): median {lat['median']:.2f} ms, p90 {lat['p90']:.2f} ms")

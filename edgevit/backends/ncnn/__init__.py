@@ -1,10 +1,12 @@
-"""ncnn: the deploy form traced and converted by pnnx into `NAME.ncnn/` (param, bin, manifest), fp32 or
-fp16 storage; run by ncnn's Python binding (the Cortex-A17's runtime: ncnn has armv7l wheels)."""
+"""ncnn: the deploy form traced and converted by pnnx into `NAME.ncnn/` (param, bin, manifest), fp32, fp16
+storage or int8 in ncnn's own format written from edgevit's calibration; run by ncnn's Python binding
+(the Cortex-A17's runtime: ncnn has armv7l wheels)."""
 from __future__ import annotations
 
 from edgevit.backends._registry import Backend, Runtime, register_backend
 from edgevit.backends.ncnn.export import NCNN_INT8_NOTE, export_ncnn
 from edgevit.backends.ncnn.param import inspect_ncnn
+from edgevit.backends.ncnn.quantize import CALIB_METHODS
 from edgevit.backends.ncnn.runner import NcnnRunner, probe
 
 NCNN = Runtime(key="ncnn", title="ncnn", runner=NcnnRunner, probe=probe, extra="ncnn", dists=("ncnn",))
@@ -13,13 +15,13 @@ BACKEND = register_backend(Backend(
     key="ncnn",
     title="ncnn",
     suffix=".ncnn",
-    precisions=("fp32", "fp16"),
+    precisions=("fp32", "fp16", "int8"),
     int8=NCNN_INT8_NOTE,
     extra="ncnn",
     export=export_ncnn,
     runtime=NCNN,
     requires=("pnnx", "ncnn"),
-    calib_methods=(),
+    calib_methods=CALIB_METHODS,
     dynamic_batch=False,
     notes=(
         "directory NAME.ncnn/ with model.param, model.bin, model.json; pnnx conversion of the "

@@ -9,10 +9,11 @@ Precisions:
   result is comparable to PyTorch at fp32 tolerances on every CPU.
 - fp16: weights stored fp16 in `model.bin` (pnnx `fp16=1`); the runner leaves ncnn's defaults on,
   so fp16 storage (and fp16 arithmetic on ARMv8.2+) is used where the CPU has it.
-- int8: not offered. ncnn's own int8 path is `ncnn2table` (calibration table) + `ncnn2int8`
-  (weight quantization); neither the `ncnn` nor the `pnnx` wheel on PyPI ships them, and Debian
-  bookworm has no ncnn package (`apt-cache search ncnn` is empty), so they are not available from
-  the registries this project installs from. See docs/ncnn_executorch.md.
+- int8: ncnn's own int8 format (what ncnn2table + ncnn2int8 write; neither tool is in a PyPI wheel
+  or in Debian), written by `edgevit.backends.ncnn.quantize` from the fp32 pair and the calibration set:
+  Convolution/ConvolutionDepthWise/InnerProduct with int8 weights, per-channel weight scales and a
+  calibrated activation scale; constant-weight Gemm with int8 weights (one scale) and ncnn's dynamic
+  per-row activation quantization; everything else fp32. See docs/ncnn_executorch.md.
 
 pnnx converts a traced graph; what it cannot map to an ncnn layer it leaves in the `.param` under its
 own op name (`Tensor.reshape`, `torch.unbind`, ...) and still exits 0. Rank-5 reshapes such as
@@ -21,23 +22,25 @@ form must split q/k/v first. The exporter reads the `.param` back and fails loud
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from edgevit.backends.base import ExportRequest, ExportResult
-from edgevit.backends.ncnn.param import BIN, MANIFEST, PARAM, parse_param, terminal_outputs, unconverted
+from edgevit.backends.ncnn.param import BIN, MANIFEST, PARAM, read_layers, terminal_outputs, unconverted
 from edgevit.errors import ExportError, UnavailableError
+from edgevit.files import atomic_write_json
 from edgevit.versions import package_version
 
 
 NCNN_INT8_NOTE = (
-    "not offered: ncnn's int8 tools (ncnn2table, ncnn2int8) are not in the ncnn/pnnx wheels on PyPI "
-    "and Debian bookworm has no ncnn package; build them from ncnn's source to quantize"
+    "ncnn's int8 format written by edgevit (ncnn2table/ncnn2int8 are in no wheel): Convolution, depthwise "
+    "and InnerProduct W8A8 (per-channel weights, calibrated activation scale), Linear-Gemm int8 weights "
+    "with dynamic per-row activations; attention MatMul, LayerNorm, GELU, Softmax stay fp32"
 )
 
 
@@ -78,8 +81,6 @@ def export_ncnn(req: ExportRequest) -> ExportResult:
     """Trace the deploy form at batch 1, convert with pnnx, write `req.output/` = {param, bin, json}."""
     import torch
 
-    if req.precision not in ("fp32", "fp16"):
-        raise ExportError(f"ncnn int8 is {NCNN_INT8_NOTE}")
     example = req.example[:1].contiguous().float()  # ncnn has no batch axis: the runner loops over rows
     model = req.model.eval()
     with tempfile.TemporaryDirectory(prefix="edgevit-pnnx-") as tmp:
@@ -89,7 +90,7 @@ def export_ncnn(req: ExportRequest) -> ExportResult:
             traced = torch.jit.trace(model, example, check_trace=False)
         traced.save(str(ts_path))
         param, binf, log = run_pnnx(ts_path, tuple(example.shape), work, fp16=req.precision == "fp16")
-        layers = parse_param(param.read_text())
+        layers = read_layers(param)
         bad = unconverted(layers)
         if bad:
             ignored = [ln.strip() for ln in log.splitlines() if ln.startswith("ignore ") or "rank" in ln]
@@ -98,10 +99,11 @@ def export_ncnn(req: ExportRequest) -> ExportResult:
                 + (f" ({'; '.join(dict.fromkeys(ignored))[:400]})" if ignored else "")
                 + ". Rank-5 reshapes (qkv.reshape(B, N, 3, heads, dim)) must be split into q/k/v first"
             )
-        inputs = [name for kind, name, *_ in layers if kind == "Input"]
+        inputs = [layer.name for layer in layers if layer.kind == "Input"]
         outputs = terminal_outputs(layers)
         if len(inputs) != 1 or len(outputs) != 1:
             raise ExportError(f"expected one input and one output blob, got {inputs} -> {outputs}")
+        int8 = _quantize(req, param, binf, inputs[0], outputs[0]) if req.precision == "int8" else None
         out = Path(req.output)
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
@@ -118,17 +120,35 @@ def export_ncnn(req: ExportRequest) -> ExportResult:
         "mean": list(req.mean),
         "std": list(req.std),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    if int8 is not None:  # what the runner and a reader need: which layers run int8, float layers in fp32
+        manifest["int8_layers"] = int8.int8_layers
+        manifest["float_layers"] = "fp32"
+    atomic_write_json(out / MANIFEST, manifest)
     metadata = {
         **manifest,
         "pnnx_version": package_version("pnnx"),
         "ncnn_version": package_version("ncnn"),
         "layers": len(layers),
-        "layer_histogram": dict(Counter(kind for kind, *_ in layers).most_common()),
+        "layer_histogram": dict(Counter(layer.kind for layer in layers).most_common()),
         "flops": _pnnx_figure(log, "FLOPS"),
         "files": [PARAM, BIN, MANIFEST],
     }
+    if int8 is not None:
+        from edgevit.backends.ncnn.quantize import summary_line
+
+        metadata["int8"] = int8.as_dict()
+        metadata["int8_summary"] = summary_line(int8)
     return ExportResult(artifact=out, metadata=metadata)
+
+
+def _quantize(req: ExportRequest, param: Path, binf: Path, input_name: str, output_name: str) -> Any:
+    """int8: rewrite the fp32 pair in place from the request's calibration set (edgevit.backends.ncnn.quantize)."""
+    from edgevit.backends.ncnn.quantize import quantize_in_place
+
+    if req.calib is None:
+        raise ExportError("ncnn int8 needs a calibration set")
+    return quantize_in_place(param, binf, req.calib.calib, req.calib.holdout, input_name=input_name,
+                             output_name=output_name, method=req.calib_method, options=req.options)
 
 
 def _pnnx_figure(log: str, key: str) -> str | None:

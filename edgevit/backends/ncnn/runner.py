@@ -7,7 +7,8 @@ Options (besides `threads`, which sets `opt.num_threads`):
   and `edgevit verify`, which pass only `--threads`.
 - `fp16`: force fp16 storage/arithmetic on (True) or off (False). By default it follows the
   artifact's precision: off for fp32 artifacts (so they compare to PyTorch at fp32 tolerances on
-  ARM, where ncnn would otherwise store activations in fp16), ncnn's defaults for fp16 artifacts.
+  ARM, where ncnn would otherwise store activations in fp16) and for int8 artifacts (their float
+  layers run fp32, as verified), ncnn's defaults for fp16 artifacts.
 - `light_mode`: ncnn's `opt.lightmode` (recycle intermediate blobs), default True.
 - `packing`: ncnn's `opt.use_packing_layout` (SIMD-packed channels), default ncnn's (on). Measured
   here: on x86 (AVX2) FcaFormer-L1 fp32 ran ~4x *faster* with packing off (1.3 s vs 5-6 s, one thread,
@@ -25,7 +26,7 @@ import numpy as np
 
 from edgevit.errors import ConfigError
 from edgevit.backends.base import Availability, Runner, probe_module
-from edgevit.backends.ncnn.param import param_path, parse_param, read_manifest, terminal_outputs
+from edgevit.backends.ncnn.param import param_path, read_layers, read_manifest, terminal_outputs
 
 
 class NcnnRunner(Runner):
@@ -47,9 +48,9 @@ class NcnnRunner(Runner):
         if not param.is_file() or not binf.is_file():
             raise ConfigError(f"ncnn artifact needs {param.name} and {binf.name}: not found beside {param}")
         manifest = read_manifest(Path(path))
-        layers = parse_param(param.read_text())
+        layers = read_layers(param)
         self.precision = str(manifest.get("precision", "fp32"))  # bare .param: strict fp32 unless fp16=True
-        inputs = manifest.get("inputs") or [n for k, n, *_ in layers if k == "Input"]
+        inputs = manifest.get("inputs") or [layer.name for layer in layers if layer.kind == "Input"]
         self.input_name = inputs[0]
         if manifest.get("outputs"):
             self.output_name = manifest["outputs"][0]
@@ -81,6 +82,9 @@ class NcnnRunner(Runner):
             opt.use_fp16_storage = True
             opt.use_fp16_packed = True
             opt.use_fp16_arithmetic = True
+        # int8 layers (int8_scale_term / quantize_term in the .param, int8 weights in the .bin) run their
+        # int8 kernels only with use_int8_inference; ncnn defaults it on, an int8 artifact must not depend on it
+        opt.use_int8_inference = True
         if net.load_param(str(param)) != 0:
             raise ConfigError(f"ncnn could not load {param} (unknown layer type or bad file)")
         if net.load_model(str(binf)) != 0:
