@@ -231,12 +231,15 @@ def export(
     options: dict[str, Any] | None = None,
     threads: int | None = 2,
     num_classes: int | None = None,
+    int8_force: bool = False,
 ) -> ExportReport:
     """Export a registered model to a verified artifact plus its `<artifact>.json` record.
 
     Without `checkpoint` the weights are seeded (deterministic, realistic scale) and a RandomWeightsWarning
     says accuracy figures mean nothing. int8 calibrates on `calib_data` (a folder, recursively) or on the
-    photos scikit-image ships. Raises EdgeVitError subclasses for anything a user can fix.
+    photos scikit-image ships. int8 keeps float wherever int8 does not pay on the target runtime
+    (measured with `threads`) and refuses a slower artifact unless `int8_force`
+    (`edgevit.quantize.select`). Raises EdgeVitError subclasses for anything a user can fix.
     """
     from edgevit.backends import ExportRequest, get_backend
     from edgevit.models import model_info
@@ -279,7 +282,8 @@ def export(
             model_name=info.name, model=deployed, example=example, output=tmp, precision=precision, img_size=size,
             batch=batch, dynamic_batch=dynamic_batch, opset=opset, calib=calib if precision == "int8" else None,
             calib_method=calib_method, preset=preset, simplify=simplify, mean=tuple(info.default_cfg["mean"]),
-            std=tuple(info.default_cfg["std"]), options=dict(options or {}),
+            std=tuple(info.default_cfg["std"]), options=dict(options or {}), threads=threads,
+            int8_force=int8_force, trained_weights=checkpoint is not None,
         )
         with progress.step(f"export {backend.key} {precision}"):
             result = backend.export(req)

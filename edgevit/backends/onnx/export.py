@@ -138,7 +138,7 @@ def _set_metadata(path: Path, req: ExportRequest, extra: dict[str, Any]) -> None
 
 def export_onnx(req: ExportRequest) -> ExportResult:
     """Exporter contract: write `req.output` (a temporary name owned by the pipeline), return facts."""
-    from edgevit.backends.onnx.quantize import default_preset, quantize_onnx
+    from edgevit.backends.onnx.quantize import default_preset
 
     out = Path(req.output)
     meta: dict[str, Any] = {}
@@ -150,18 +150,14 @@ def export_onnx(req: ExportRequest) -> ExportResult:
             _to_fp16(fp32, out, keep)
             meta["fp16"] = {"keep_io_types": True, "kept_fp32_ops": list(keep)}
         elif req.precision == "int8":
-            if req.calib is None:
-                raise ExportError("int8 needs calibration images (the pipeline passes them)")
-            report = quantize_onnx(
-                fp32, out, req.calib, method=req.calib_method, preset=req.preset,
-                batch=1 if req.dynamic_batch else req.batch, options=req.options.get("quant"),
-            )
-            meta["int8"] = report.as_dict()
-            if report.preset["key"] != default_preset():
+            from edgevit.backends.onnx.select import quantize_for_export
+
+            meta.update(quantize_for_export(fp32, out, req))
+            if meta["int8"]["preset"]["key"] != default_preset():
                 # int8 kernels here are not the target's (AVX2 vs ARM dot-product / TensorRT): verify the
                 # QDQ graph's own semantics (unfused DequantizeLinear -> float op), not this host's kernels
                 meta["verify_runner_options"] = {"optimization": "basic"}
-                meta["verify_note"] = (f"preset {report.preset['key']} verified as unfused QDQ on this "
+                meta["verify_note"] = (f"preset {meta['int8']['preset']['key']} verified as unfused QDQ on this "
                                        f"{default_preset()} host; fused-kernel numerics are the target's")
     _set_metadata(out, req, {"opset": meta["opset"], "exporter": meta["exporter"]})
     return ExportResult(artifact=out, metadata=meta)

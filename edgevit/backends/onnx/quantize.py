@@ -11,6 +11,7 @@ inference): without it hundreds of Q/DQ pairs stay unfused and int8 runs slower 
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevit import progress
 from edgevit.errors import CalibrationError, ConfigError, ExportError
 from edgevit.quantize.data import CalibrationSet
 
@@ -161,22 +163,68 @@ def _reader(calib: CalibrationSet, input_name: str, batch: int) -> Any:
     return _Reader()
 
 
-def quantize_onnx(
+@dataclass
+class Prepared:
+    """An fp32 model made ready for int8 variants: pre-processed once, calibrated once (ORT's
+    calibration cache), so every variant is only a QDQ rewrite with other nodes kept float."""
+
+    pre: Path  # the pre-processed fp32 graph; candidate node names are its node names
+    cache: Path  # calibration ranges of every tensor the op types touch
+    static_variant: Path  # the variant the preset's static rules give (written while calibrating)
+    input_name: str
+    candidates: list[tuple[str, str, str]]  # (node, kind, where) of every node of the op types
+    static_exclude: list[str]  # what the preset keeps float without measuring, and `user_exclude`
+    user_exclude: list[str]  # `options.exclude`: float in every mode
+    op_types: list[str]
+    method: str
+    kwargs: dict[str, Any]  # the quantize_static arguments shared by every variant
+    preset: dict[str, Any]
+    calibration_images: int
+
+
+def _kind(node: Any, depthwise: set[str], act_matmuls: set[str]) -> str:
+    if node.name in depthwise:
+        return "Conv depthwise"
+    if node.name in act_matmuls:
+        return "MatMul activations"
+    return str(node.op_type)
+
+
+def _where(node: Any, inits: set[str]) -> str:
+    """A readable location: the first weight or bias named after a module (`stages.0.blocks.1.dwconv`)."""
+    for i in node.input[1:]:
+        if i in inits and "." in i:
+            return i.rsplit(".", 1)[0]
+    return node.name
+
+
+def _pre_process(fp32_path: Path, pre: Path, optimize: bool) -> None:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(fp32_path), str(pre), skip_optimization=not optimize)
+    except Exception as exc:  # symbolic shape inference can fail on exotic graphs: retry without it
+        try:
+            quant_pre_process(str(fp32_path), str(pre), skip_optimization=not optimize, skip_symbolic_shape=True)
+        except Exception:
+            raise ExportError(f"int8 pre-processing failed: {str(exc).splitlines()[0]}") from None
+
+
+def prepare_onnx(
     fp32_path: Path,
-    output: Path,
+    workdir: Path,
     calib: CalibrationSet,
     *,
     method: str = "minmax",
     preset: str | None = None,
     batch: int = 1,
     options: dict[str, Any] | None = None,
-) -> QuantReport:
-    """Quantize an fp32 ONNX file to int8 QDQ at `output`. `options`: reduce_range (bool), op_types
+) -> Prepared:
+    """Pre-process and calibrate `fp32_path` in `workdir`. `options`: reduce_range (bool), op_types
     (list), exclude (node names), per_channel (bool), matmul_const_b_only (bool), skip_depthwise (bool),
     percentile (float); defaults come from the preset."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     opts = dict(options or {})
     if method not in CALIB_METHODS:
@@ -207,49 +255,73 @@ def quantize_onnx(
         "percentile": CalibrationMethod.Percentile,
     }[method]
 
-    with tempfile.TemporaryDirectory(prefix="edgevit-q-") as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        try:
-            quant_pre_process(str(fp32_path), str(pre), skip_optimization=not p.ort_optimize)
-        except Exception as exc:  # symbolic shape inference can fail on exotic graphs: retry without it
-            try:
-                quant_pre_process(str(fp32_path), str(pre), skip_optimization=not p.ort_optimize,
-                                  skip_symbolic_shape=True)
-            except Exception:
-                raise ExportError(f"int8 pre-processing failed: {str(exc).splitlines()[0]}") from None
-        model = onnx.load(str(pre))
-        input_name = model.graph.input[0].name
-        exclude = list(opts.get("exclude", []))
-        if opts.get("skip_depthwise", p.skip_depthwise):
-            exclude += [n for n in depthwise_convs(model) if n not in exclude]
-        if opts.get("matmul_const_b_only", p.const_b_matmuls_only):
-            exclude += [n for n in activation_matmuls(model) if n not in exclude]
-        candidates = [n for n in model.graph.node if n.op_type in op_types and n.name not in exclude]
-        try:
-            quantize_static(
-                str(pre),
-                str(output),
-                _reader(calib, input_name, batch),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=op_types,
-                per_channel=bool(opts.get("per_channel", p.per_channel)),
-                reduce_range=reduce_range,
-                activation_type=qtype[p.activation],
-                weight_type=qtype[p.weight],
-                nodes_to_exclude=exclude,
-                calibrate_method=cal_method,
-                extra_options=extra,
-            )
+    pre = workdir / "pre.onnx"
+    _pre_process(fp32_path, pre, p.ort_optimize)
+    model = onnx.load(str(pre))
+    input_name = model.graph.input[0].name
+    exclude = list(opts.get("exclude", []))
+    user_exclude = list(exclude)
+    depthwise, act_mm = set(depthwise_convs(model)), set(activation_matmuls(model))
+    if opts.get("skip_depthwise", p.skip_depthwise):
+        exclude += [n for n in sorted(depthwise) if n not in exclude]
+    if opts.get("matmul_const_b_only", p.const_b_matmuls_only):
+        exclude += [n for n in sorted(act_mm) if n not in exclude]
+    inits = {t.name for t in model.graph.initializer}
+    candidates = [(n.name, _kind(n, depthwise, act_mm), _where(n, inits)) for n in model.graph.node
+                  if n.op_type in op_types]
+    kwargs = dict(
+        quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
+        per_channel=bool(opts.get("per_channel", p.per_channel)), reduce_range=reduce_range,
+        activation_type=qtype[p.activation], weight_type=qtype[p.weight], calibrate_method=cal_method,
+        extra_options=extra,
+    )
+    cache = workdir / "calibration.json"
+    with progress.step(f"int8: calibrate on {len(calib.calib)} images ({method})"):
+        try:  # one calibration for every variant: ORT writes the ranges to its cache file
+            quantize_static(str(pre), str(workdir / "static.onnx"), _reader(calib, input_name, batch),
+                            nodes_to_exclude=exclude, calibration_cache_path=str(cache), **kwargs)
         except (CalibrationError, ConfigError):
             raise
         except Exception as exc:
             raise ExportError(f"int8 quantization failed: {str(exc).splitlines()[0]}") from None
+    return Prepared(pre=pre, cache=cache, static_variant=workdir / "static.onnx", input_name=input_name, candidates=candidates, static_exclude=exclude,
+                    user_exclude=user_exclude,
+                    op_types=op_types, method=method, kwargs=kwargs, preset={**asdict(p), "reduce_range": reduce_range},
+                    calibration_images=int(len(calib.calib)))
+
+
+def write_variant(prep: Prepared, exclude: list[str] | set[str] | frozenset[str], output: Path) -> None:
+    """The QDQ model with the candidates in `exclude` kept float, from the cached calibration."""
+    from onnxruntime.quantization import quantize_static
+
+    try:
+        quantize_static(str(prep.pre), str(output), None, nodes_to_exclude=sorted(exclude),
+                        calibration_cache_path=str(prep.cache), **prep.kwargs)
+    except Exception as exc:
+        raise ExportError(f"int8 quantization failed: {str(exc).splitlines()[0]}") from None
+
+
+def report_for(prep: Prepared, excluded: int) -> QuantReport:
     return QuantReport(
-        preset={**asdict(p), "reduce_range": reduce_range},
-        calib_method=method,
-        calibration_images=int(len(calib.calib)),
-        op_types=op_types,
-        excluded_nodes=len(exclude),
-        quantized_nodes=len(candidates),
-        extra_options={k: v for k, v in extra.items()},
+        preset=prep.preset, calib_method=prep.method, calibration_images=prep.calibration_images,
+        op_types=prep.op_types, excluded_nodes=excluded, quantized_nodes=len(prep.candidates) - excluded,
+        extra_options=dict(prep.kwargs["extra_options"]),
     )
+
+
+def quantize_onnx(
+    fp32_path: Path,
+    output: Path,
+    calib: CalibrationSet,
+    *,
+    method: str = "minmax",
+    preset: str | None = None,
+    batch: int = 1,
+    options: dict[str, Any] | None = None,
+) -> QuantReport:
+    """Quantize an fp32 ONNX file to int8 QDQ at `output` by the preset's static rules (no measuring).
+    `options` as for `prepare_onnx`."""
+    with tempfile.TemporaryDirectory(prefix="edgevit-q-") as tmp:
+        prep = prepare_onnx(fp32_path, Path(tmp), calib, method=method, preset=preset, batch=batch, options=options)
+        shutil.copyfile(prep.static_variant, output)
+    return report_for(prep, len(prep.static_exclude))

@@ -1,0 +1,332 @@
+"""Latency-aware mixed precision: which quantizable nodes run int8, chosen by measured cost within an
+accuracy budget. What every target with int8 shares; the target supplies candidates, builds variants
+and runs them (`Int8Target`), a cost source supplies the latency figures (`edgevit.quantize.costs`).
+
+The loop (anchored on Intel Neural Compressor's tuning loop, which stops at the first configuration
+that meets the accuracy criterion with measured latency as its objective, and on NNCF's
+accuracy-aware quantization, which ranks layers and returns the worst to float; neither measures
+per node on the target runtime, which is what this loop decides by):
+
+1. every candidate int8, except those the user keeps float;
+2. latency passes: the cost source measures each int8 node (its kernel plus its Q/DQ and layout nodes)
+   against the same node in float; every node where int8 does not pay by `margin` goes back to float,
+   and the new variant is measured again (neighbours' Q/DQ change), up to `max_passes`;
+3. accuracy: while the hold-out misses the budget, the int8 node that loses most accuracy itself
+   (its drift) goes back to float; the first configuration that meets the budget is kept;
+4. the speed verdict: the chosen variant against the fp32 artifact, paired (`edgevit.quantize.verdict`).
+   Conclusively slower, or no node paying at all, refuses the export (`Int8NotFasterError`) unless
+   forced; an inconclusive verdict (noise larger than the effect) ships and says so.
+
+Every decision is recorded with the figures behind it (`Selection`, the sidecar's `int8_selection`).
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgevit import progress
+from edgevit.errors import ConfigError, Int8NotFasterError
+from edgevit.quantize.budget import DEFAULT_TOP1_AGREEMENT, Accuracy, AccuracyBudget, measure
+from edgevit.quantize.costs import CostSource, NodeCost
+from edgevit.quantize.verdict import INCONCLUSIVE, NOT_MEASURED, SLOWER, SpeedVerdict
+
+FORCE_FLAG = "--int8-force"  # the CLI flag (Python: export(..., int8_force=True))
+MODES = ("measured", "static")  # static: every candidate int8 (the preset's rules), speed still checked
+DEFAULT_MARGIN = 0.03  # int8 must beat float by 3 % of the node's float cost to stay int8
+MAX_PASSES = 2
+MAX_ACCURACY_REVERTS = 12
+NO_NODE_PAYS = "no node pays"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A node the target can run in int8."""
+
+    name: str  # the target's own node name (ONNX node name, fx node name)
+    kind: str  # "Conv", "Conv depthwise", "Gemm", "MatMul", "linear", "add", ...
+    where: str = ""  # a readable location (weight or module name)
+
+
+class Int8Target(Protocol):
+    """What one target gives the selection loop."""
+
+    runtime: str  # runtime key (onnxruntime, executorch)
+    label: str  # the model, for messages
+    float_artifact: Path  # the fp32 artifact of the same model (the speed base)
+
+    def candidates(self) -> list[Candidate]: ...
+
+    def build(self, float_nodes: frozenset[str]) -> Path:
+        """The int8 artifact with `float_nodes` kept float (cached per set)."""
+        ...
+
+    def reference(self) -> np.ndarray:
+        """fp32 logits on the hold-out images."""
+        ...
+
+    def outputs(self, float_nodes: frozenset[str]) -> np.ndarray:
+        """The configuration's logits on the hold-out images."""
+        ...
+
+    def drift(self, float_nodes: frozenset[str]) -> dict[str, float]:
+        """Per int8 node of the configuration: the accuracy it loses itself (higher is worse)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SelectSettings:
+    """How the loop runs; `keep_float` names nodes or kinds to keep float."""
+
+    mode: str = "measured"
+    force: bool = False
+    keep_float: tuple[str, ...] = ()
+    static_float: tuple[str, ...] = ()  # what the target's static rules keep float (static mode only)
+    budget: AccuracyBudget = field(default_factory=AccuracyBudget)
+    margin: float = DEFAULT_MARGIN
+    max_passes: int = MAX_PASSES
+    max_accuracy_reverts: int = MAX_ACCURACY_REVERTS
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"int8 selection mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if not 0.0 <= self.margin < 1.0:
+            raise ConfigError(f"int8 margin must be in [0, 1), got {self.margin}")
+
+
+@dataclass
+class NodeDecision:
+    """One candidate's precision and why."""
+
+    name: str
+    kind: str
+    where: str
+    int8: bool
+    reason: str
+    int8_ms: float | None = None  # the last measured costs (None: not measured)
+    float_ms: float | None = None
+
+
+@dataclass
+class Selection:
+    """The record of one selection (the sidecar's `export.int8_selection`)."""
+
+    runtime: str
+    mode: str
+    cost_source: str
+    cost_kind: str
+    budget: dict[str, Any]
+    margin: float
+    outcome: str  # pays | inconclusive | slower | no node pays | not measured
+    forced: bool
+    nodes: list[NodeDecision] = field(default_factory=list)
+    passes: list[dict[str, Any]] = field(default_factory=list)  # each latency pass: costs and reverts
+    accuracy: dict[str, Any] = field(default_factory=dict)  # the shipped configuration's
+    accuracy_steps: list[dict[str, Any]] = field(default_factory=list)
+    speed: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def float_nodes(self) -> list[str]:
+        return [d.name for d in self.nodes if not d.int8]
+
+    @property
+    def int8_nodes(self) -> list[str]:
+        return [d.name for d in self.nodes if d.int8]
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["int8_node_count"] = len(self.int8_nodes)
+        d["float_node_count"] = len(self.float_nodes)
+        d["histogram"] = self.histogram()
+        return d
+
+    def histogram(self) -> dict[str, dict[str, int]]:
+        """kind -> {"int8": n, "float": m}."""
+        out: dict[str, dict[str, int]] = {}
+        for n in self.nodes:
+            row = out.setdefault(n.kind, {"int8": 0, "float": 0})
+            row["int8" if n.int8 else "float"] += 1
+        return out
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+OPTION_SELECT = "int8_select"  # measured | static
+OPTION_KEEP_FLOAT = "int8_keep_float"  # comma-separated node names or kinds (the ncnn target's key too)
+OPTION_COSINE = "int8_cosine"  # the budget's mean hold-out cosine (the ncnn target's key too)
+OPTION_MARGIN = "int8_margin"  # the fraction of its float cost int8 must save to stay
+
+
+def settings_from_options(options: dict[str, Any], *, force: bool, static_float: tuple[str, ...] = (),
+                          judge_top1: bool = False) -> SelectSettings:
+    """SelectSettings from `--option KEY=VALUE` values (strings from the CLI, or Python values)."""
+    keep = options.get(OPTION_KEEP_FLOAT) or ()
+    if isinstance(keep, str):
+        keep = [k.strip() for k in keep.split(",") if k.strip()]
+
+    def number(key: str, default: float) -> float:
+        try:
+            return float(options.get(key, default))
+        except (TypeError, ValueError):
+            raise ConfigError(f"option {key} must be a number, got {options.get(key)!r}") from None
+
+    budget = AccuracyBudget(cosine=number(OPTION_COSINE, AccuracyBudget.cosine),
+                            top1_agreement=DEFAULT_TOP1_AGREEMENT if judge_top1 else None)
+    return SelectSettings(mode=str(options.get(OPTION_SELECT, "measured")), force=force, keep_float=tuple(keep),
+                          static_float=tuple(static_float), budget=budget,
+                          margin=number(OPTION_MARGIN, DEFAULT_MARGIN))
+
+
+
+def resolve_keep_float(cands: dict[str, Candidate], keep: tuple[str, ...]) -> set[str]:
+    """Node names for `keep` (node names or kinds); ConfigError naming what matches nothing."""
+    kinds = collections.defaultdict(set)
+    for c in cands.values():
+        kinds[c.kind].add(c.name)
+    unknown = [k for k in keep if k not in cands and k not in kinds]
+    if unknown:
+        raise ConfigError(f"int8_keep_float: no quantizable node or kind named {', '.join(unknown)} "
+                          f"(kinds: {', '.join(sorted(kinds))})")
+    return {n for k in keep for n in ({k} if k in cands else kinds[k])}
+
+
+def _latency_passes(target: Int8Target, cost: CostSource, cands: dict[str, Candidate], float_set: set[str],
+                    settings: SelectSettings, reasons: dict[str, str], seen: dict[str, NodeCost],
+                    passes: list[dict[str, Any]]) -> None:
+    """Step 2: revert every node where int8 does not pay, re-measure, up to `max_passes`."""
+    for k in range(1, settings.max_passes + 1):
+        artifact = target.build(frozenset(float_set))
+        live = [cands[n] for n in cands if n not in float_set]
+        with progress.step(f"int8: per-node costs int8 vs float, pass {k} ({len(live)} nodes)"):
+            table = cost.node_costs(target.float_artifact, artifact, live)
+        seen.update(table.costs)
+        slow = [n for n in cands if n in table.costs and n not in float_set and not table.costs[n].pays(settings.margin)]
+        passes.append({"pass": k, "reverted": slow, **table.as_dict()})
+        for n in slow:
+            c = table.costs[n]
+            reasons[n] = (f"float: int8 does not pay ({cost.kind} int8 {c.int8_ms:.3f} ms vs float "
+                          f"{c.float_ms:.3f} ms, pass {k})")
+        for n in table.unmeasured:
+            reasons.setdefault(n, "int8: no per-node cost could be attributed (the whole-model verdict judges it)")
+        float_set.update(slow)
+        if not slow or len(float_set) == len(cands):
+            return
+
+
+def _accuracy_loop(target: Int8Target, cands: dict[str, Candidate], float_set: set[str], settings: SelectSettings,
+                   reasons: dict[str, str], steps: list[dict[str, Any]], ref: np.ndarray) -> Accuracy:
+    """Step 3: return the node that loses most itself to float until the budget holds."""
+    acc = measure(ref, target.outputs(frozenset(float_set)))
+    while (missed := settings.budget.misses(acc)) and len(steps) < settings.max_accuracy_reverts:
+        int8_now = [n for n in cands if n not in float_set]
+        if not int8_now:
+            break
+        with progress.step(f"int8: accuracy {missed[0]}: ranking {len(int8_now)} int8 nodes"):
+            drift = target.drift(frozenset(float_set))
+        worst = max(int8_now, key=lambda n: drift.get(n, float("-inf")))
+        float_set.add(worst)
+        new = measure(ref, target.outputs(frozenset(float_set)))
+        reasons[worst] = (f"float: accuracy ({missed[0]}; this node lost {drift.get(worst, 0.0):.5f} cosine itself; "
+                          f"back to float: cosine {acc.cosine:.5f} -> {new.cosine:.5f})")
+        steps.append({"reverted": worst, "drift": drift.get(worst), "before": acc.as_dict(), "after": new.as_dict()})
+        acc = new
+    return acc
+
+
+def _refuse(target: Int8Target, text: str, forced: bool) -> None:
+    if not forced:
+        raise Int8NotFasterError(f"int8 does not pay for {target.label} on {target.runtime} here: {text}; "
+                                 f"export fp32, or pass {FORCE_FLAG} (Python: int8_force=True) to write it anyway")
+
+
+# ------------------------------------------------------------------------------------------ the loop
+
+
+def select(target: Int8Target, cost: CostSource | None, settings: SelectSettings) -> tuple[Path, Selection]:
+    """Run the loop; returns the chosen int8 artifact and its record. Raises Int8NotFasterError when
+    int8 cannot pay (unless `settings.force`)."""
+    cands = {c.name: c for c in target.candidates()}
+    if not cands:
+        raise ConfigError(f"{target.label}: no node can run int8 on {target.runtime}")
+    requested = resolve_keep_float(cands, settings.keep_float)
+    reasons = {n: "float: kept float by request (int8_keep_float)" for n in requested}
+    if settings.mode == "static":
+        static = {n for n in settings.static_float if n in cands} - requested
+        reasons |= {n: "float: the target's static rule (int8_select=static)" for n in static}
+        requested |= static
+    float_set = set(requested)
+    seen: dict[str, NodeCost] = {}
+    passes: list[dict[str, Any]] = []
+    notes: list[str] = []
+    measured = settings.mode == "measured" and cost is not None
+    if settings.mode == "measured" and cost is None:
+        notes.append("no cost source for this runtime and device: every candidate int8 (static)")
+    if measured:
+        _latency_passes(target, cost, cands, float_set, settings, reasons, seen, passes)
+    outcome = ""
+    if len(float_set) == len(cands) and len(requested) < len(cands):
+        i8, fl = sum(c.int8_ms for c in seen.values()), sum(c.float_ms for c in seen.values())
+        _refuse(target, f"no quantizable node is faster in int8 ({len(seen)} measured: int8 {i8:.2f} ms vs "
+                        f"float {fl:.2f} ms in total)", settings.force)
+        outcome = NO_NODE_PAYS
+        notes.append(f"{NO_NODE_PAYS}: forced, so every candidate runs int8 (except those kept float by request)")
+        float_set = set(requested)
+        for n in cands:
+            if n not in requested:
+                reasons[n] = "int8: forced (int8 did not pay here)"
+
+    steps: list[dict[str, Any]] = []
+    with progress.step("int8: accuracy on the hold-out"):
+        ref = target.reference()
+    acc = _accuracy_loop(target, cands, float_set, settings, reasons, steps, ref)
+    if settings.budget.misses(acc):
+        notes.append(f"accuracy budget not met after {len(steps)} reverts: {'; '.join(settings.budget.misses(acc))}")
+    artifact = target.build(frozenset(float_set))
+
+    if cost is not None:
+        with progress.step("int8: paired speed check against fp32"):
+            verdict = cost.speed(target.float_artifact, artifact)
+    else:
+        verdict = SpeedVerdict(NOT_MEASURED, note="no cost source for this runtime and device")
+    if verdict.outcome == SLOWER:
+        _refuse(target, verdict.describe(), settings.force)
+    outcome = outcome or {SLOWER: "slower", INCONCLUSIVE: "inconclusive", NOT_MEASURED: NOT_MEASURED}.get(
+        verdict.outcome, "pays")
+    if settings.force and outcome in ("slower", NO_NODE_PAYS):
+        notes.append(f"shipped although int8 does not pay here ({FORCE_FLAG})")
+
+    decisions = [NodeDecision(c.name, c.kind, c.where, c.name not in float_set,
+                              reasons.get(c.name, "int8: pays" if c.name in seen else "int8"),
+                              round(seen[c.name].int8_ms, 4) if c.name in seen else None,
+                              round(seen[c.name].float_ms, 4) if c.name in seen else None)
+                 for c in cands.values()]
+    record = Selection(
+        runtime=target.runtime, mode=settings.mode if measured or settings.mode == "static" else "static",
+        cost_source=cost.description if cost is not None else "none", cost_kind=cost.kind if cost else "none",
+        budget=settings.budget.as_dict(), margin=settings.margin, outcome=outcome, forced=settings.force,
+        nodes=decisions, passes=passes, accuracy=acc.as_dict(), accuracy_steps=steps, speed=verdict.as_dict(),
+        notes=notes,
+    )
+    return artifact, record
+
+
+def summary_line(sel: Selection) -> str:
+    """One line for the export output: what runs int8, what stayed float and why, the measured speed."""
+    hist = sel.histogram()
+    parts = ", ".join(f"{k} {v['int8']}/{v['int8'] + v['float']}" for k, v in sorted(hist.items()))
+    slow = collections.Counter(d.kind for d in sel.nodes if not d.int8 and "does not pay" in d.reason)
+    acc = [d.name for d in sel.nodes if not d.int8 and d.reason.startswith("float: accuracy")]
+    kept = []
+    if slow:
+        kept.append("float where int8 does not pay: " + ", ".join(f"{k} {n}" for k, n in sorted(slow.items())))
+    if acc:
+        kept.append("float for accuracy: " + ", ".join(acc))
+    speed = SpeedVerdict(**sel.speed).describe() if sel.speed else "speed not measured"
+    return (f"{sel.runtime} int8 ({sel.mode}): {len(sel.int8_nodes)}/{len(sel.nodes)} nodes int8 ({parts})"
+            + (f"; {'; '.join(kept)}" if kept else "")
+            + f"; {speed}; hold-out cosine to fp32 {sel.accuracy.get('cosine', float('nan')):.5f}"
+            + (" [forced]" if sel.forced and sel.outcome in ("slower", NO_NODE_PAYS) else ""))
