@@ -2,8 +2,9 @@
 
 A cost source answers two questions about a float artifact and an int8 variant of it, on one runtime
 with one thread count: what each quantizable node costs in int8 (its kernel plus the Q/DQ and layout
-nodes around it) and in float (`node_costs`), and whether the whole int8 artifact is faster
-(`speed`). The targets measure on this host (ONNX Runtime per-node profiling, ExecuTorch's ETDump);
+nodes around it) and in float (`node_costs`), and whether a whole artifact is faster than another
+(`speed`, `compare`). Per-node figures propose; whole-model figures decide (a node kept float can
+cost its neighbours layout changes that no per-node figure shows). The targets measure on this host (ONNX Runtime per-node profiling, ExecuTorch's ETDump);
 a device not at hand gets its figures from a predictor registered here (`register_predictor`), which
 answers the same two questions from its per-kernel cost model. Figures are always labelled with their
 source: a prediction is never shown as a measurement.
@@ -78,6 +79,10 @@ class CostSource(Protocol):
                    candidates: Sequence["Candidate"]) -> CostTable: ...
 
     def speed(self, float_artifact: Path, int8_artifact: Path) -> "SpeedVerdict": ...
+
+    def compare(self, base: Path, variants: dict[str, Path]) -> dict[str, "SpeedVerdict"]:
+        """Each variant against `base`, whole-model and paired (variants of one model: same inputs)."""
+        ...
 
 
 # A predictor for devices not at hand registers a factory per runtime key: (device profile name,

@@ -9,10 +9,14 @@ per node on the target runtime, which is what this loop decides by):
 
 1. every candidate int8, except those the user keeps float;
 2. latency passes: the cost source measures each int8 node (its kernel plus its Q/DQ and layout nodes)
-   against the same node in float; every node where int8 does not pay by `margin` goes back to float,
-   and the new variant is measured again (neighbours' Q/DQ change), up to `max_passes`;
-3. accuracy: while the hold-out misses the budget, the int8 node that loses most accuracy itself
-   (its drift) goes back to float; the first configuration that meets the budget is kept;
+   against the same node in float; the nodes where int8 does not pay by `margin` are *proposed* back
+   to float (all of them, and those of each kind on their own), and whole-model paired timing against
+   the current configuration decides which proposal is taken, if any: a node kept float can cost its
+   neighbours layout changes no per-node figure shows (CAS-ViT's depthwise convs back in float made
+   the whole model slower through NHWC/NCHWc transposes). Repeated up to `max_passes`;
+3. accuracy: while the hold-out misses the budget, the int8 nodes that lose most accuracy themselves
+   (their drift) are tried back in float one by one and the one that helps the hold-out most goes
+   back; the first configuration that meets the budget is kept;
 4. the speed verdict: the chosen variant against the fp32 artifact, paired (`edgevit.quantize.verdict`).
    Conclusively slower, or no node paying at all, refuses the export (`Int8NotFasterError`) unless
    forced; an inconclusive verdict (noise larger than the effect) ships and says so.
@@ -32,13 +36,15 @@ from edgevit import progress
 from edgevit.errors import ConfigError, Int8NotFasterError
 from edgevit.quantize.budget import DEFAULT_TOP1_AGREEMENT, Accuracy, AccuracyBudget, measure
 from edgevit.quantize.costs import CostSource, NodeCost
-from edgevit.quantize.verdict import INCONCLUSIVE, NOT_MEASURED, SLOWER, SpeedVerdict
+from edgevit.quantize.verdict import FASTER, INCONCLUSIVE, NOT_MEASURED, SLOWER, SpeedVerdict
 
 FORCE_FLAG = "--int8-force"  # the CLI flag (Python: export(..., int8_force=True))
 MODES = ("measured", "static")  # static: every candidate int8 (the preset's rules), speed still checked
 DEFAULT_MARGIN = 0.03  # int8 must beat float by 3 % of the node's float cost to stay int8
-MAX_PASSES = 2
+MAX_PASSES = 4
 MAX_ACCURACY_REVERTS = 12
+PROBES = 4  # nodes tried back in float per accuracy step (the worst by their own drift)
+PROBE_ROUNDS = 2  # the next PROBES when none of the first helped
 NO_NODE_PAYS = "no node pays"
 
 
@@ -59,6 +65,9 @@ class Int8Target(Protocol):
     float_artifact: Path  # the fp32 artifact of the same model (the speed base)
 
     def candidates(self) -> list[Candidate]: ...
+
+    # optional: `proposals_per_kind` (bool, default True) and `max_passes` (int) for targets whose
+    # variants take long to build
 
     def build(self, float_nodes: frozenset[str]) -> Path:
         """The int8 artifact with `float_nodes` kept float (cached per set)."""
@@ -194,32 +203,70 @@ def resolve_keep_float(cands: dict[str, Candidate], keep: tuple[str, ...]) -> se
     return {n for k in keep for n in ({k} if k in cands else kinds[k])}
 
 
+def _proposals(slow: list[str], cands: dict[str, Candidate], per_kind: bool) -> dict[str, list[str]]:
+    """The reverts to time: every slow node, and (`per_kind`) the slow nodes of each kind on their own."""
+    by_kind: dict[str, list[str]] = collections.defaultdict(list)
+    for n in slow:
+        by_kind[cands[n].kind].append(n)
+    out = {"every node where int8 does not pay": slow}
+    if per_kind and len(by_kind) > 1:
+        out |= {f"{kind} where int8 does not pay": names for kind, names in sorted(by_kind.items())}
+    return out
+
+
 def _latency_passes(target: Int8Target, cost: CostSource, cands: dict[str, Candidate], float_set: set[str],
                     settings: SelectSettings, reasons: dict[str, str], seen: dict[str, NodeCost],
                     passes: list[dict[str, Any]]) -> None:
-    """Step 2: revert every node where int8 does not pay, re-measure, up to `max_passes`."""
-    for k in range(1, settings.max_passes + 1):
-        artifact = target.build(frozenset(float_set))
+    """Step 2: per-node costs propose reverts (all slow nodes, or those of one kind); whole-model paired
+    timing against the current configuration decides which proposal, if any, is taken."""
+    # a target whose variants are costly to build (ExecuTorch lowers each one) times fewer proposals
+    per_kind = bool(getattr(target, "proposals_per_kind", True))
+    for k in range(1, min(settings.max_passes, getattr(target, "max_passes", settings.max_passes)) + 1):
+        current = target.build(frozenset(float_set))
         live = [cands[n] for n in cands if n not in float_set]
-        with progress.step(f"int8: per-node costs int8 vs float, pass {k} ({len(live)} nodes)"):
-            table = cost.node_costs(target.float_artifact, artifact, live)
+        with progress.step(f"int8: per-node costs int8 vs float, pass {k} ({len(live)} int8 nodes)"):
+            table = cost.node_costs(target.float_artifact, current, live)
         seen.update(table.costs)
-        slow = [n for n in cands if n in table.costs and n not in float_set and not table.costs[n].pays(settings.margin)]
-        passes.append({"pass": k, "reverted": slow, **table.as_dict()})
-        for n in slow:
-            c = table.costs[n]
-            reasons[n] = (f"float: int8 does not pay ({cost.kind} int8 {c.int8_ms:.3f} ms vs float "
-                          f"{c.float_ms:.3f} ms, pass {k})")
         for n in table.unmeasured:
-            reasons.setdefault(n, "int8: no per-node cost could be attributed (the whole-model verdict judges it)")
-        float_set.update(slow)
-        if not slow or len(float_set) == len(cands):
+            reasons.setdefault(n, "int8: no per-node cost could be attributed (the whole-model timing judged it)")
+        slow = [n for n in cands if n in table.costs and n not in float_set and not table.costs[n].pays(settings.margin)]
+        record: dict[str, Any] = {"pass": k, "slow": slow, "taken": None, "proposals": {}, **table.as_dict()}
+        passes.append(record)
+        if not slow:
+            return
+        props = _proposals(slow, cands, per_kind)
+        paths = {name: target.build(frozenset(float_set | set(nodes))) for name, nodes in props.items()}
+        with progress.step(f"int8: time {len(paths)} revert proposal(s) against the current configuration"):
+            verdicts = cost.compare(current, paths)
+        record["proposals"] = {name: {"nodes": props[name], "vs_current": verdicts[name].as_dict()} for name in props}
+        better = [n for n in props if verdicts[n].outcome == FASTER]
+        if not better:
+            for n in slow:
+                reasons[n] = (f"int8: kept although its own cost does not pay ({cost.kind} int8 "
+                              f"{table.costs[n].int8_ms:.3f} ms vs float {table.costs[n].float_ms:.3f} ms): "
+                              f"no revert proposal made the whole model faster (pass {k})")
+            return
+        top = max(better, key=lambda n: verdicts[n].ratio or 0.0)
+        # among the proposals as fast as the best (within its interval), the one returning most nodes to
+        # float: no slower, and more accurate
+        best = max((n for n in better if (verdicts[n].ratio or 0.0) >= (verdicts[top].ci_low or 0.0)),
+                   key=lambda n: (len(props[n]), verdicts[n].ratio or 0.0))
+        record["taken"] = best
+        for n in props[best]:
+            c = table.costs[n]
+            reasons[n] = (f"float: int8 does not pay ({cost.kind} int8 {c.int8_ms:.3f} ms vs float {c.float_ms:.3f} ms; "
+                          f"reverting '{best}' made the model {verdicts[best].describe('the configuration before')}, "
+                          f"pass {k})")
+        float_set.update(props[best])
+        if len(float_set) == len(cands):
             return
 
 
 def _accuracy_loop(target: Int8Target, cands: dict[str, Candidate], float_set: set[str], settings: SelectSettings,
                    reasons: dict[str, str], steps: list[dict[str, Any]], ref: np.ndarray) -> Accuracy:
-    """Step 3: return the node that loses most itself to float until the budget holds."""
+    """Step 3: while the budget is missed, rank the int8 nodes by the accuracy they lose themselves,
+    try the worst PROBES back in float one by one (end to end, on the hold-out) and keep the one that
+    helps most; the next PROBES in rank order when none of them helps."""
     acc = measure(ref, target.outputs(frozenset(float_set)))
     while (missed := settings.budget.misses(acc)) and len(steps) < settings.max_accuracy_reverts:
         int8_now = [n for n in cands if n not in float_set]
@@ -227,12 +274,24 @@ def _accuracy_loop(target: Int8Target, cands: dict[str, Candidate], float_set: s
             break
         with progress.step(f"int8: accuracy {missed[0]}: ranking {len(int8_now)} int8 nodes"):
             drift = target.drift(frozenset(float_set))
-        worst = max(int8_now, key=lambda n: drift.get(n, float("-inf")))
-        float_set.add(worst)
-        new = measure(ref, target.outputs(frozenset(float_set)))
-        reasons[worst] = (f"float: accuracy ({missed[0]}; this node lost {drift.get(worst, 0.0):.5f} cosine itself; "
-                          f"back to float: cosine {acc.cosine:.5f} -> {new.cosine:.5f})")
-        steps.append({"reverted": worst, "drift": drift.get(worst), "before": acc.as_dict(), "after": new.as_dict()})
+        ranked = sorted(int8_now, key=lambda n: -drift.get(n, float("-inf")))
+        trials: dict[str, Accuracy] = {}
+        for lo in range(0, min(len(ranked), PROBES * PROBE_ROUNDS), PROBES):
+            with progress.step(f"int8: accuracy: {min(PROBES, len(ranked) - lo)} nodes back to float, one by one"):
+                for n in ranked[lo : lo + PROBES]:
+                    trials[n] = measure(ref, target.outputs(frozenset(float_set | {n})))
+            if max(t.cosine for t in trials.values()) > acc.cosine:
+                break
+        best = max(trials, key=lambda n: trials[n].cosine)
+        if trials[best].cosine <= acc.cosine:
+            steps.append({"reverted": None, "probes": {n: t.cosine for n, t in trials.items()}, "before": acc.as_dict()})
+            break
+        new = trials[best]
+        float_set.add(best)
+        reasons[best] = (f"float: accuracy ({missed[0]}; back to float it gave the best hold-out cosine of "
+                         f"{len(trials)} tried: {acc.cosine:.5f} -> {new.cosine:.5f})")
+        steps.append({"reverted": best, "drift": drift.get(best), "probes": {n: t.cosine for n, t in trials.items()},
+                      "before": acc.as_dict(), "after": new.as_dict()})
         acc = new
     return acc
 
@@ -286,6 +345,7 @@ def select(target: Int8Target, cost: CostSource | None, settings: SelectSettings
     if settings.budget.misses(acc):
         notes.append(f"accuracy budget not met after {len(steps)} reverts: {'; '.join(settings.budget.misses(acc))}")
     artifact = target.build(frozenset(float_set))
+    acc = measure(ref, target.outputs(frozenset(float_set)))  # the shipped artifact itself, on its runtime
 
     if cost is not None:
         with progress.step("int8: paired speed check against fp32"):

@@ -27,17 +27,18 @@ MAX_SECONDS = 30.0
 
 @dataclass
 class SpeedVerdict:
-    """fp32 vs int8 on one runtime: ratio > 1 means int8 is faster."""
+    """A base (the fp32 artifact, or the current configuration) vs a variant on one runtime: ratio > 1
+    means the variant is faster."""
 
     outcome: str  # faster | slower | inconclusive | not measured
-    ratio: float | None = None  # median over rounds of fp32_ms / int8_ms
+    ratio: float | None = None  # median over rounds of base_ms / variant_ms
     ci_low: float | None = None  # 95% interval of that median
     ci_high: float | None = None
     p10: float | None = None
     p90: float | None = None
     rounds: int = 0
-    fp32_ms: float | None = None  # medians
-    int8_ms: float | None = None
+    base_ms: float | None = None  # medians
+    variant_ms: float | None = None
     load_avg: list[float] = field(default_factory=list)  # 1-min load average before and after
     source: str = ""  # where and how it was measured (or predicted)
     note: str = ""
@@ -45,11 +46,11 @@ class SpeedVerdict:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def describe(self) -> str:
+    def describe(self, base: str = "fp32") -> str:
         """`1.52x fp32 (paired median of 40 rounds, 95% CI 1.45-1.60)` or why there is no figure."""
         if self.ratio is None:
             return f"speed {self.outcome}" + (f" ({self.note})" if self.note else "")
-        text = (f"{self.ratio:.2f}x fp32 (paired median of {self.rounds} rounds, 95% CI "
+        text = (f"{self.ratio:.2f}x {base} (paired median of {self.rounds} rounds, 95% CI "
                 f"{self.ci_low:.2f}-{self.ci_high:.2f})")
         return text + (", inconclusive: noise larger than the effect" if self.outcome == INCONCLUSIVE else "")
 
@@ -80,9 +81,9 @@ def judge(ratios: list[float]) -> tuple[str, float, float, float]:
     return outcome, med, lo, hi
 
 
-def paired_verdict(
-    run_fp32: Callable[[], object],
-    run_int8: Callable[[], object],
+def paired_compare(
+    base: Callable[[], object],
+    variants: dict[str, Callable[[], object]],
     *,
     warmup: int = 5,
     min_rounds: int = MIN_ROUNDS,
@@ -90,38 +91,50 @@ def paired_verdict(
     max_seconds: float = MAX_SECONDS,
     source: str = "",
     clock: Callable[[], int] = time.perf_counter_ns,
-) -> SpeedVerdict:
-    """Time both callables interleaved until the verdict is conclusive or a cap is reached."""
+) -> dict[str, SpeedVerdict]:
+    """Each variant against `base`, all timed in the same rounds (order rotating per round), until every
+    verdict is conclusive or a cap is reached."""
+    fns = {"": base, **variants}
+    names = list(fns)
     for _ in range(warmup):
-        run_fp32()
-        run_int8()
+        for fn in fns.values():
+            fn()
     load0 = os.getloadavg()[0]
-    a: list[float] = []
-    b: list[float] = []
+    times: dict[str, list[float]] = {n: [] for n in names}
     start = time.monotonic()
-    outcome = INCONCLUSIVE
-    while len(a) < max_rounds:
-        for r in range(BLOCK):
-            pair = (run_fp32, run_int8) if (len(a) + r) % 2 == 0 else (run_int8, run_fp32)
-            times = []
-            for fn in pair:
+    rounds = 0
+    while rounds < max_rounds:
+        for _ in range(BLOCK):
+            for name in names[rounds % len(names):] + names[: rounds % len(names)]:
                 t0 = clock()
-                fn()
-                times.append((clock() - t0) / 1e6)
-            fa, fb = (times[0], times[1]) if pair[0] is run_fp32 else (times[1], times[0])
-            a.append(fa)
-            b.append(fb)
-        if len(a) >= min_rounds:
-            outcome, *_ = judge([x / y for x, y in zip(a, b)])
-            if outcome != INCONCLUSIVE or time.monotonic() - start > max_seconds:
+                fns[name]()
+                times[name].append((clock() - t0) / 1e6)
+            rounds += 1
+        if rounds >= min_rounds:
+            done = all(judge(_ratios(times, v))[0] != INCONCLUSIVE for v in variants)
+            if done or time.monotonic() - start > max_seconds:
                 break
-    ratios = [x / y for x, y in zip(a, b)]
+    load1 = os.getloadavg()[0]
+    return {v: _verdict(times[""], times[v], [load0, load1], source) for v in variants}
+
+
+def _ratios(times: dict[str, list[float]], name: str) -> list[float]:
+    return [a / b for a, b in zip(times[""], times[name])]
+
+
+def _verdict(base: list[float], other: list[float], load: list[float], source: str) -> SpeedVerdict:
+    ratios = [a / b for a, b in zip(base, other)]
     outcome, med, lo, hi = judge(ratios)
     return SpeedVerdict(
         outcome=outcome, ratio=round(med, 4), ci_low=round(lo, 4), ci_high=round(hi, 4),
         p10=round(float(np.percentile(ratios, 10)), 4), p90=round(float(np.percentile(ratios, 90)), 4),
-        rounds=len(ratios), fp32_ms=round(statistics.median(a), 4), int8_ms=round(statistics.median(b), 4),
-        load_avg=[round(load0, 2), round(os.getloadavg()[0], 2)], source=source,
+        rounds=len(ratios), base_ms=round(statistics.median(base), 4), variant_ms=round(statistics.median(other), 4),
+        load_avg=[round(x, 2) for x in load], source=source,
         note="" if outcome != INCONCLUSIVE else
         f"the 95% interval {lo:.2f}-{hi:.2f} contains 1 after {len(ratios)} rounds: noise larger than the effect",
     )
+
+
+def paired_verdict(run_fp32: Callable[[], object], run_int8: Callable[[], object], **kw: Any) -> SpeedVerdict:
+    """fp32 against int8 (`paired_compare` with one variant)."""
+    return paired_compare(run_fp32, {"int8": run_int8}, **kw)["int8"]

@@ -49,45 +49,48 @@ def delegation_summary(graph_module: Any) -> dict[str, Any]:
     }
 
 
-def export_executorch(req: ExportRequest) -> ExportResult:
-    """Export, optionally quantize (int8) or cast (fp16), lower to XNNPACK, write `req.output` (.pte)."""
+def lower(module: Any, example: Any) -> tuple[bytes, dict[str, Any]]:
+    """torch.export -> XNNPACK-delegated ExecuTorch program: (the .pte bytes, delegation summary)."""
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    model = req.model.eval()
-    example = req.example.contiguous().float()
-    metadata: dict[str, Any] = {"precision": req.precision, "batch": int(example.shape[0])}
-    t0 = time.perf_counter()
     with torch.no_grad():
-        if req.precision == "int8":
-            from edgevit.backends.executorch.quantize import quantize_xnnpack
-
-            quantized, n_images = quantize_xnnpack(model, example, req.calib)
-            metadata.update(
-                quantizer="XNNPACKQuantizer(symmetric, per-channel weights)",
-                calibration_images=n_images,
-            )
-            exported = torch.export.export(quantized, (example,), strict=False)
-        elif req.precision == "fp16":
-            import copy
-
-            half = copy.deepcopy(model).half()
-            example = example.half()
-            exported = torch.export.export(half, (example,), strict=False)
-        elif req.precision == "fp32":
-            exported = torch.export.export(model, (example,), strict=False)
-        else:
-            raise ExportError(f"executorch has no precision {req.precision!r}")
+        exported = torch.export.export(module, (example,), strict=False)
         try:
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
         except Exception as e:  # lowering errors are long; keep the first line in the message
             raise ExportError(f"ExecuTorch lowering failed: {str(e).strip().splitlines()[0][:300]}") from e
         summary = delegation_summary(edge.exported_program().graph_module)
         program = edge.to_executorch()
+    if summary["delegated_nodes"] == 0:
+        raise ExportError("XNNPACK took no node of the graph: the .pte would run entirely on portable kernels")
+    return program.buffer, summary
+
+
+def export_executorch(req: ExportRequest) -> ExportResult:
+    """Export, optionally quantize (int8) or cast (fp16), lower to XNNPACK, write `req.output` (.pte)."""
+    model = req.model.eval()
+    example = req.example.contiguous().float()
+    metadata: dict[str, Any] = {"precision": req.precision, "batch": int(example.shape[0])}
+    t0 = time.perf_counter()
     out = Path(req.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(program.buffer)
+    if req.precision == "int8":
+        from edgevit.backends.executorch.select import quantize_for_export
+
+        buffer, summary, int8_meta = quantize_for_export(model, example, req)
+        metadata.update(int8_meta)
+    elif req.precision == "fp16":
+        import copy
+
+        example = example.half()
+        buffer, summary = lower(copy.deepcopy(model).half(), example)
+    elif req.precision == "fp32":
+        buffer, summary = lower(model, example)
+    else:
+        raise ExportError(f"executorch has no precision {req.precision!r}")
+    out.write_bytes(buffer)
     metadata.update(
         summary,
         input_shape=list(example.shape),
@@ -96,8 +99,6 @@ def export_executorch(req: ExportRequest) -> ExportResult:
         backend="XnnpackBackend",
         lower_seconds=round(time.perf_counter() - t0, 2),
     )
-    if summary["delegated_nodes"] == 0:
-        raise ExportError("XNNPACK took no node of the graph: the .pte would run entirely on portable kernels")
     return ExportResult(artifact=out, metadata=metadata)
 
 

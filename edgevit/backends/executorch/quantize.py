@@ -47,22 +47,80 @@ def calibration_batches(calib: Any, batch: int = 1, limit: int | None = None) ->
         yield torch.from_numpy(np.stack(rows[i : i + batch]))
 
 
-def quantize_xnnpack(model: Any, example: Any, calib: Any, *, per_channel: bool = True) -> tuple[Any, int]:
-    """Export, insert XNNPACK observers, run the calibration images, convert to Q/DQ.
+# aten op -> the node kind XNNPACKQuantizer quantizes it as (and ETDump's anchor class, see costs.py)
+OP_KINDS = {"aten.conv2d.default": "conv", "aten.linear.default": "linear", "aten.add.Tensor": "add",
+            "aten.mul.Tensor": "mul", "aten.cat.default": "cat", "aten.adaptive_avg_pool2d.default": "pool"}
 
-    Returns (converted graph module, number of calibration images used).
-    """
+
+def capture(model: Any, example: Any) -> Any:
+    """The graph module PT2E quantizes (torch.export, non-strict); its node names name the candidates."""
     import torch
+
+    return torch.export.export(model.eval(), (example,), strict=False).module()
+
+
+def _quantizer(float_nodes: frozenset[str] = frozenset(), per_channel: bool = True) -> Any:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    captured = torch.export.export(model.eval(), (example,), strict=False).module()
     quantizer = XNNPACKQuantizer()
     quantizer.set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
-    prepared = prepare_pt2e(captured, quantizer)
+    if float_nodes:
+        quantizer.set_filter_function(lambda node: node.name not in float_nodes)
+    return quantizer
+
+
+def node_kind(node: Any) -> str | None:
+    """conv / conv depthwise / linear / add / mul / cat / pool, or None for an op XNNPACK does not quantize."""
+    kind = OP_KINDS.get(str(node.target))
+    if kind == "conv":
+        w = node.args[1].meta.get("val") if len(node.args) > 1 and hasattr(node.args[1], "meta") else None
+        groups = node.args[6] if len(node.args) > 6 else 1
+        if w is not None and groups > 1 and int(w.shape[1]) == 1:
+            return "conv depthwise"
+    return kind
+
+
+def graph_order(captured: Any) -> dict[str, list[str]]:
+    """Op class -> every node of that class in graph order (quantized or not): ETDump anchors by order."""
+    order: dict[str, list[str]] = {}
+    for node in captured.graph.nodes:
+        cls = OP_KINDS.get(str(node.target)) if node.op == "call_function" else None
+        if cls:
+            order.setdefault(cls, []).append(node.name)
+    return order
+
+
+def candidates(captured: Any) -> list[tuple[str, str, str]]:
+    """(node, kind, module) of every node XNNPACKQuantizer annotates (what can run int8)."""
+    import copy
+
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    prepared = prepare_pt2e(copy.deepcopy(captured), _quantizer())
+    out = []
+    for node in prepared.graph.nodes:
+        if node.op != "call_function" or "quantization_annotation" not in node.meta:
+            continue
+        kind = node_kind(node)
+        if kind is not None:
+            stack = list((node.meta.get("nn_module_stack") or {}).values())
+            out.append((node.name, kind, stack[-1][0] if stack and stack[-1][0] else node.name))
+    return out
+
+
+def quantize_variant(captured: Any, example: Any, calib: Any, float_nodes: frozenset[str] = frozenset(),
+                     per_channel: bool = True) -> tuple[Any, int]:
+    """A copy of `captured` with observers on every candidate but `float_nodes`, calibrated, converted
+    to Q/DQ. Returns (converted graph module, calibration images used)."""
+    import copy
+
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    prepared = prepare_pt2e(copy.deepcopy(captured), _quantizer(float_nodes, per_channel))
     seen = 0
     with torch.no_grad():
         for xb in calibration_batches(calib, batch=int(example.shape[0])):
@@ -71,3 +129,11 @@ def quantize_xnnpack(model: Any, example: Any, calib: Any, *, per_channel: bool 
     if seen == 0:
         raise CalibrationError("no calibration batch reached the observers")
     return convert_pt2e(prepared), seen
+
+
+def quantize_xnnpack(model: Any, example: Any, calib: Any, *, per_channel: bool = True) -> tuple[Any, int]:
+    """Every candidate int8: export, insert XNNPACK observers, calibrate, convert to Q/DQ.
+
+    Returns (converted graph module, number of calibration images used).
+    """
+    return quantize_variant(capture(model, example), example, calib, per_channel=per_channel)

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgevit.quantize.costs import MEASURED, CostTable, NodeCost
 from edgevit.quantize.select import Candidate
-from edgevit.quantize.verdict import SpeedVerdict, paired_verdict
+from edgevit.quantize.verdict import SpeedVerdict, paired_compare
 
 GLUE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Transpose", "ReorderInput",
                       "ReorderOutput", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
@@ -226,7 +226,14 @@ class OrtMeasuredCosts:
                          unmeasured=unmeasured)
 
     def speed(self, float_artifact: Path, int8_artifact: Path) -> SpeedVerdict:
-        a, b = _session(float_artifact, self.threads), _session(int8_artifact, self.threads)
-        fa, fb = {a.get_inputs()[0].name: self.x}, {b.get_inputs()[0].name: self.x}
-        return paired_verdict(lambda: a.run(None, fa), lambda: b.run(None, fb),
+        return self.compare(float_artifact, {"int8": int8_artifact})["int8"]
+
+    def compare(self, base: Path, variants: dict[str, Path]) -> dict[str, SpeedVerdict]:
+        sessions = {k: _session(p, self.threads) for k, p in {"": base, **variants}.items()}
+        feeds = {k: {s.get_inputs()[0].name: self.x} for k, s in sessions.items()}
+
+        def runner(k: str) -> Any:
+            return lambda: sessions[k].run(None, feeds[k])
+
+        return paired_compare(runner(""), {k: runner(k) for k in variants},
                               source=self.description.replace("per-node profiling", "paired whole-model timing"))

@@ -291,7 +291,9 @@ def prepare_onnx(
 
 
 def write_variant(prep: Prepared, exclude: list[str] | set[str] | frozenset[str], output: Path) -> None:
-    """The QDQ model with the candidates in `exclude` kept float, from the cached calibration."""
+    """The QDQ model with the candidates in `exclude` kept float, from the cached calibration; float
+    consumers of a quantized float activation read it unquantized (`float_consumers_read_float`)."""
+    import onnx
     from onnxruntime.quantization import quantize_static
 
     try:
@@ -299,6 +301,39 @@ def write_variant(prep: Prepared, exclude: list[str] | set[str] | frozenset[str]
                         calibration_cache_path=str(prep.cache), **prep.kwargs)
     except Exception as exc:
         raise ExportError(f"int8 quantization failed: {str(exc).splitlines()[0]}") from None
+    if prep.preset.get("ort_optimize", True):
+        model = onnx.load(str(output))
+        int8 = {n for n, _, _ in prep.candidates} - set(exclude)
+        if float_consumers_read_float(model, int8):
+            onnx.save(model, str(output))
+
+
+def float_consumers_read_float(model: Any, int8_nodes: set[str]) -> int:
+    """Rewire every float consumer of a DequantizeLinear(QuantizeLinear(x)) pair, where x is a float
+    activation, back to x; returns how many inputs were rewired.
+
+    QDQ quantizes a tensor for all its consumers once one of them is int8 (ORT's QDQQuantizer replaces
+    the input of every node), so a residual Add, a LayerNorm or a node kept float beside an int8 conv
+    reads the 8-bit copy: accuracy lost for no speed. Outputs of int8 nodes stay as they are (their
+    producer must feed only its QuantizeLinear to be fused)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    q_in = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    dq_src = {}
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in q_in:
+            x = q_in[n.input[0]]
+            src = producer.get(x)
+            if src is None or src.name not in int8_nodes:  # a float activation (or the graph input)
+                dq_src[n.output[0]] = x
+    rewired = 0
+    for n in model.graph.node:
+        if n.name in int8_nodes or n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for i, t in enumerate(n.input):
+            if t in dq_src:
+                n.input[i] = dq_src[t]
+                rewired += 1
+    return rewired
 
 
 def report_for(prep: Prepared, excluded: int) -> QuantReport:
