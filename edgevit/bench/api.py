@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from edgevit.bench.profiles import DeviceProfile, HostInfo, detect_host, host_mismatches, load_profile
 from edgevit.bench.protocol import Protocol
 from edgevit.bench.runner import Case, CaseResult, run_cases
-from edgevit.errors import ConfigError, UnavailableError
+from edgevit.errors import ConfigError, EdgeVitError, UnavailableError
 
 SCHEMA = "edgevit.bench/1"
 
@@ -210,8 +211,7 @@ def plan(
     if not inputs and not reference:
         raise ConfigError("nothing to benchmark: give model names, artifact files or --suite")
 
-    models = [str(i) for i in inputs if not Path(i).exists()]
-    files = [Path(i) for i in inputs if Path(i).exists()]
+    models, files = split_inputs(inputs)
     cases: list[Case] = []
     used_runtimes: list[str] = []
     note = ""
@@ -230,16 +230,11 @@ def plan(
         precs = precisions or [p for p in prof.precisions if p in tgt.precisions] or [tgt.default_precision]
         for p in precs:
             tgt.check_precision(p)
-        from edgevit.bench.cache import get_artifact
-
         for name in models:
             canonical = resolve_name(name)
             for p in precs:
                 for b in batches:
-                    art = get_artifact(canonical, target=target_key, precision=p, img_size=img_size, batch=b,
-                                       root=cache_root)
-                    info = {"img_size": art.record.img_size, "params": art.record.params, "macs": art.record.macs}
-                    cases.append(_case(art.path, canonical, rt, target_key, p, b, n_threads, info, note))
+                    cases.append(_model_case(canonical, rt, target_key, p, b, n_threads, img_size, cache_root, note))
     for f in files:
         cases.extend(_file_cases(f, runtime, precisions, batches, n_threads, used_runtimes))
     _apply_runner_options(cases, {**prof.runtime_options, **(options or {})})
@@ -255,6 +250,48 @@ def plan(
         seen.add(c.id)
     all_precisions = sorted({c.precision for c in cases if not c.reference})
     return Plan(prof, host, cases, warnings, used_runtimes, all_precisions, n_threads, batches, note, executor)
+
+
+def split_inputs(inputs: Sequence[str | Path]) -> tuple[list[str], list[Path]]:
+    """Model names and artifacts: a folder that is not an artifact stands for the artifacts in it (an
+    export's output folder); a missing path is an error naming the file, not an unknown model."""
+    from edgevit.backends import artifact_suffixes
+
+    suffixes = artifact_suffixes()
+    models: list[str] = []
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir() and not path.name.lower().endswith(suffixes):
+            found = sorted(p for p in path.iterdir() if p.name.lower().endswith(suffixes))
+            if not found:
+                raise ConfigError(f"{path} holds no artifact (looked for {', '.join(suffixes)})")
+            files += found
+        elif path.exists():
+            files.append(path)
+        elif str(item).lower().endswith(suffixes) or os.sep in str(item):
+            raise ConfigError(f"artifact not found: {item}")
+        else:
+            models.append(str(item))
+    return models, files
+
+
+def _model_case(model: str, runtime: str, target: str, precision: str, batch: int, threads: int,
+                img_size: int | None, cache_root: Path | None, note: str) -> Case:
+    """The case of a model name: its artifact from the cache (exported if needed); a failed export is a
+    failed case with its one-line reason, so the other cases are still measured."""
+    from edgevit.cache import get_artifact
+
+    try:
+        art = get_artifact(model, target=target, precision=precision, img_size=img_size, batch=batch,
+                           root=cache_root)
+    except EdgeVitError as exc:
+        case = Case(id=case_id(model, runtime, precision, batch, threads), artifact="", runtime=runtime,
+                    target=target, precision=precision, threads=threads, batch=batch, model=model,
+                    img_size=img_size, runtime_note=note, error=f"export failed: {exc}")
+        return case
+    info = {"img_size": art.record.img_size, "params": art.record.params, "macs": art.record.macs}
+    return _case(art.path, model, runtime, target, precision, batch, threads, info, note)
 
 
 def _apply_runner_options(cases: list[Case], options: dict[str, Any]) -> None:
@@ -311,7 +348,7 @@ def _file_cases(path: Path, runtime: str | None, precisions: list[str], batches:
 
 def reference_case(threads: int, cache_root: Path | None = None) -> Case:
     """The machine-speed reference (a fixed synthetic ONNX conv stack, see `synthetic`)."""
-    from edgevit.bench.cache import cache_dir
+    from edgevit.cache import cache_dir
     from edgevit.bench import synthetic as syn
 
     path = syn.reference_artifact(cache_root or cache_dir())

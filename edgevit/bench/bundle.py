@@ -99,7 +99,7 @@ def content_hash(files: dict[str, Path]) -> str:
 
 def build_bundle(cache: Path | None = None) -> Bundle:
     """The bundle of this edgevit, from the local cache or built into it (temporary name + rename)."""
-    from edgevit.bench.cache import cache_dir
+    from edgevit.cache import cache_dir
 
     files = closure(roots())
     digest = content_hash(files)

@@ -29,16 +29,25 @@ def _f(x: float | None, spec: str = ".2f") -> str:
 
 
 def output_path(target: str | Path, results: "BenchResults", suffix: str) -> Path:
-    """`target` itself, or `<target>/<setup stem><suffix>` when it is a directory (or ends with '/')."""
-    p = Path(target)
-    if p.is_dir() or str(target).endswith(("/", "\\")):
-        p.mkdir(parents=True, exist_ok=True)
-        return p / f"{results.stem()}{suffix}"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p
+    """`target` itself, or `<target>/<setup stem><suffix>` when it is a directory (or ends with '/'); in a
+    directory an earlier run's file of the same setup is kept: the new one is numbered (-2, -3, ...)."""
+    p = Path(target).expanduser()
+    if not (p.is_dir() or str(target).endswith(("/", "\\"))):
+        return p
+    first = p / f"{results.stem()}{suffix}"
+    n = 2
+    path = first
+    while path.exists():
+        path = p / f"{results.stem()}-{n}{suffix}"
+        n += 1
+    return path
 
 
 def _reference_ms(results: "BenchResults", model: str | None, batch: int) -> float | None:
+    """The profile's published figure for this model, only when measured on that device: a device's figure
+    is never put beside another machine's measurement."""
+    if not results.setup.get("on_device"):
+        return None
     for ref in (results.profile or {}).get("references") or []:
         if model and ref.get("model") == model and int(ref.get("batch", 1)) == batch:
             return float(ref["latency_ms"])
@@ -121,11 +130,6 @@ MD_COLUMNS = (("case", "id"), ("median ms", "median_ms"), ("p90 ms", "p90_ms"), 
               ("published ms", "reference_ms"))
 
 
-# The terminal shows the essentials (the files carry every column).
-TERMINAL_KEYS = ("id", "median_ms", "p90_ms", "p99_ms", None, "min_ms", "runs", "load_ms", "first_ms", "peak_rss_mb",
-                 "model_size_mb", "reference_ms")
-
-
 def _cell(row: dict[str, Any], key: str | None) -> str:
     if key is None:
         return f"{_f(row['mean_ms'])} ± {_f(row['std_ms'])}" if row["ok"] else "—"
@@ -179,30 +183,52 @@ def parse_markdown_table(text: str) -> list[dict[str, str]]:
 
 
 # ---------------------------------------------------------------- terminal
-def bench_table(results: "BenchResults") -> "Table":
-    from rich.table import Table
+# The terminal's columns: (header, row key, shown only with --wide). Files carry every column.
+TERMINAL_COLUMNS = (
+    ("median ms", "median_ms", False), ("p90 ms", "p90_ms", False), ("p99 ms", "p99_ms", True),
+    ("mean ± std", None, True), ("min ms", "min_ms", True), ("runs", "runs", True), ("load ms", "load_ms", True),
+    ("first ms", "first_ms", False), ("peak RSS MB", "peak_rss_mb", False), ("size MB", "model_size_mb", False),
+    ("GMACs", "gmacs", True), ("published ms", "reference_ms", True),
+)
 
+
+def _short_id(row: dict[str, Any]) -> str:
+    """The case id without runtime and threads (the caption names them)."""
+    return row["id"].replace(f"/{row['runtime']}", "").replace(f"/t{row['threads']}", "")
+
+
+def bench_title(results: "BenchResults") -> str:
     s = results.setup
     title = f"edgevit bench — {s['profile']}"
     if not s["on_device"]:
-        title += f" settings on {results.host.get('cpu')} x{results.host.get('cores')} (NOT the device)"
+        title += f" settings on {results.host.get('cpu')} x{results.host.get('cores')} (not the device)"
     if measured_on(results) == "emulated":
         title += " — EMULATED (qemu): correctness only, NOT device timings"
     elif measured_on(results) == "remote":
         title += f" — on board {(s.get('board') or {}).get('name', '?')}"
+    return title
+
+
+def bench_table(results: "BenchResults", *, wide: bool = False) -> "Table":
+    """The terminal table: 80 columns by default (case, median, p90, first inference, peak RSS, size),
+    every column with `wide`; failed cases show their reason under the table (`failure_lines`)."""
+    from edgevit.richtable import Column, table
+
+    s = results.setup
     caption = (f"{', '.join(s['runtimes'])} {results.versions.get(s['runtimes'][0], '') if s['runtimes'] else ''}; "
                f"{s['threads']} threads; {host_line(results)}")
-    table = Table(title=title, caption=caption, header_style="bold")
-    cols = [(h, k) for h, k in MD_COLUMNS if k in TERMINAL_KEYS]
-    for head, key in cols:
-        table.add_column(head.replace(" ms", "\nms").replace(" MB", "\nMB").replace("mean ± std", "mean±std"),
-                         justify="left" if key == "id" else "right", no_wrap=key in ("id", None))
-    for row in rows(results):
-        cells = [_cell(row, k) for _, k in cols]
-        cells[0] = cells[0].replace(f"/{row['runtime']}", "").replace(f"/t{row['threads']}", "")  # in the caption
-        style = "red" if not row["ok"] else ("dim" if row["id"].startswith("@") else None)
-        table.add_row(*cells, style=style)
-    return table
+    shown = [(h, k, w) for h, k, w in TERMINAL_COLUMNS if s["on_device"] or k != "reference_ms"]
+    cols = [Column("case", numeric=False, wrap=False)] + [Column(h, wide=w) for h, _k, w in shown]
+    keys = [k for _h, k, _w in shown]
+    data = rows(results)
+    cells = [[_short_id(r) + ("" if r["ok"] else " (failed)"), *(_cell(r, k) for k in keys)] for r in data]
+    styles = ["red" if not r["ok"] else ("dim" if r["id"].startswith("@") else None) for r in data]
+    return table(cols, cells, title=bench_title(results), caption=caption, wide=wide, styles=styles)
+
+
+def failure_lines(results: "BenchResults") -> list[str]:
+    """One line per failed case: its id and the one-line reason."""
+    return [f"{c.case.id}: {c.error}" for c in results.cases if not c.ok]
 
 
 VERDICT_STYLE = {"regression": "bold red", "error": "red", "improvement": "bold green", "missing": "yellow",

@@ -187,7 +187,11 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def run() -> None:
-    """Console-script entry: SIGTERM behaves like Ctrl-C (cleanup runs), then the Typer app."""
+    """Console-script entry: SIGTERM behaves like Ctrl-C (cleanup runs), every temporary file lives in one
+    run folder that is removed on the way out, then the Typer app."""
+    from edgevit.files import run_tempdir
+
     with contextlib.suppress(ValueError):  # not the main thread (embedded use): leave signals alone
         signal.signal(signal.SIGTERM, _on_sigterm)
-    app()
+    with run_tempdir():
+        app()
