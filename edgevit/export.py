@@ -61,7 +61,8 @@ class ExportReport:
 
 
 def _validate(backend: "Backend", *, img_size: int, batch: int, dynamic_batch: bool, opset: int | None,
-              calib_method: str | None, preset: str | None, calib_samples: int | None, precision: str) -> None:
+              calib_method: str | None, preset: str | None, calib_samples: int | None, precision: str,
+              threads: int | None) -> None:
     if not isinstance(img_size, int) or img_size < SIZE_MULTIPLE or img_size > MAX_IMG_SIZE or img_size % SIZE_MULTIPLE:
         raise ConfigError(
             f"invalid --img-size {img_size}: use a multiple of {SIZE_MULTIPLE} between {SIZE_MULTIPLE} and {MAX_IMG_SIZE}"
@@ -86,6 +87,8 @@ def _validate(backend: "Backend", *, img_size: int, batch: int, dynamic_batch: b
         raise ConfigError(f"unknown --preset {preset!r} for target {backend.key}; it offers: {offered}")
     if calib_samples is not None and calib_samples < 1:
         raise ConfigError(f"invalid --calib-samples {calib_samples}: use at least 1")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
 
 
 def default_name(model: str, precision: str, suffix: str, preset: str | None = None) -> str:
@@ -286,7 +289,8 @@ def export(
     info = model_info(model)  # UnknownModelError with did-you-mean
     size = int(info.default_cfg["img_size"]) if img_size is None else img_size
     _validate(backend, img_size=size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
-              calib_method=calib_method, preset=preset, calib_samples=calib_samples, precision=precision)
+              calib_method=calib_method, preset=preset, calib_samples=calib_samples, precision=precision,
+              threads=threads)
     calib_method = calib_method or next(iter(backend.calib_methods), "none")
     backend.check_available()
     if checkpoint is not None and not Path(checkpoint).is_file():

@@ -216,8 +216,10 @@ def plan(
     used_runtimes: list[str] = []
     note = ""
     if models:
+        from edgevit.cache import usable_cache_dir
         from edgevit.models import resolve_name
 
+        usable_cache_dir(cache_root)  # one line naming EDGEVIT_CACHE now, not one failed case per model
         rt, note = choose_runtime(prof, runtime, strict=strict, available=ex.available_runtimes(),
                                   where="here" if ex.measured_on == "local" else f"on {ex.label}")
         if note:

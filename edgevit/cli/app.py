@@ -24,7 +24,8 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 INTERNAL_ERROR_EXIT = 3
-INTERRUPT_EXIT = 130
+INTERRUPT_EXIT = 130  # Ctrl-C
+TERMINATED_EXIT = 143  # SIGTERM: 128 + 15, what a shell reports for a terminated process
 
 
 class Terminated(KeyboardInterrupt):
@@ -115,9 +116,9 @@ class _EdgeVitGroup(TyperGroup):
             error_line(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-            err_console.print(f"[red]{what}[/]: partial files removed")
-            raise typer.Exit(INTERRUPT_EXIT) from None
+            term = isinstance(exc, Terminated)
+            err_console.print(f"[red]{'terminated (SIGTERM)' if term else 'interrupted'}[/]: partial files removed")
+            raise typer.Exit(TERMINATED_EXIT if term else INTERRUPT_EXIT) from None
         except Exception as exc:  # a bug: say so in one line, keep the traceback for EDGEVIT_DEBUG=1
             if os.environ.get("EDGEVIT_DEBUG"):
                 raise
