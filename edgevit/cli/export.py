@@ -65,7 +65,7 @@ def export_cmd(
     """Export MODEL to a verified edge artifact with its record (preprocessing, versions, hashes, report)."""
     from edgevit.artifact import format_size
     from edgevit.cli.verify import print_report
-    from edgevit.export import export
+    from edgevit.export import export, seeded_weights_notice
 
     if fp32 + fp16 + int8 > 1:
         raise ConfigError("choose one of --fp32, --fp16 and --int8")
@@ -82,6 +82,7 @@ def export_cmd(
     if summary := report.record.export.get("int8_summary"):  # what runs int8, what stayed float
         console.print(summary, highlight=False)
     for note in report.warnings:
-        err_console.print(f"[yellow]{note}[/]", highlight=False, soft_wrap=True)
+        if note != seeded_weights_notice(report.record.model):  # that one was shown before the work started
+            err_console.print(f"[yellow]{note}[/]", highlight=False, soft_wrap=True)
     console.print(f"[green]wrote[/] {report.artifact} ({format_size(report.record.size_bytes)}) and "
                   f"{report.sidecar.name}", soft_wrap=True)
