@@ -1,0 +1,146 @@
+"""Host calibration: export the standard networks (`nets`) with edgevit's exporters, measure them with
+`edgevit bench`'s runner on this machine, and fit this host's cost model.
+
+Exports are cached under `<edgevit cache>/predict/nets/` by a digest of the network definitions and
+the exporter, so a recalibration only measures. The fitted model is written to
+`<edgevit cache>/predict/host_<runtime>_t<threads>_fp32.json` with the machine it describes (CPU,
+fingerprint, load average) and the protocol; `edgevit predict --device host` reads it back.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgevit.errors import CalibrationError, ConfigError
+from edgevit.predict.costmodel import CostModel, Row, fit_model
+from edgevit.predict.data import HOST_SCHEMA, host_dir, read_json, write_json
+
+TARGET_OF_RUNTIME = {"ncnn": "ncnn", "onnxruntime": "onnx"}
+DEFAULT_STRUCTURE_FALLBACK = "kernels"
+
+
+def _structure() -> str:
+    """The structure the board predictors chose (one model shape everywhere), else the default."""
+    try:
+        from edgevit.predict.data import predictors_data
+
+        return str(predictors_data()["structure"])
+    except ConfigError:
+        return DEFAULT_STRUCTURE_FALLBACK
+
+
+def _digest(target: str) -> str:
+    from edgevit.exporters import get_target
+    from edgevit.predict import nets
+
+    h = hashlib.sha256(inspect.getsource(nets).encode())
+    h.update(inspect.getsource(inspect.getmodule(get_target(target).exporter)).encode())  # type: ignore[arg-type]
+    from edgevit.export import _versions
+
+    h.update(json.dumps(_versions(get_target(target)), sort_keys=True).encode())
+    return h.hexdigest()[:12]
+
+
+def export_network(name: str, *, target: str, root: Path | None = None,
+                   log: Callable[[str], None] | None = None) -> Path:
+    """The artifact of one standard network (deploy form, fp32, batch 1), exported once and cached."""
+    import torch
+
+    from edgevit.exporters import get_target
+    from edgevit.exporters.targets import ExportRequest
+    from edgevit.predict.nets import IMG_SIZE, build
+    from edgevit.rewrite import deploy
+
+    tgt = get_target(target)
+    folder = (root or host_dir()) / "nets"
+    final = folder / f"{name}-{_digest(target)}{tgt.suffix}"
+    if final.exists():
+        return final
+    if log:
+        log(f"exporting standard network {name} ({target})")
+    folder.mkdir(parents=True, exist_ok=True)
+    size = IMG_SIZE[name]
+    tmp = folder / f".tmp-{final.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        example = torch.randn(1, 3, size, size)
+    req = ExportRequest(model_name=name, model=deploy(build(name)), example=example, output=tmp, img_size=size)
+    result = tgt.exporter(req)
+    side = {"model": name, "target": target, "precision": "fp32", "img_size": size, "batch": 1,
+            "source": "edgevit.predict.nets (standard network, random weights)"}
+    tmp_side = tmp.with_name(tmp.name + ".json")
+    tmp_side.write_text(json.dumps(side, indent=1) + "\n")
+    Path(result.artifact).replace(final)
+    tmp_side.replace(final.with_name(final.name + ".json"))
+    return final
+
+
+def measure(paths: Sequence[Path], *, runtime: str, threads: int, runs: int, warmup: int = 3,
+            progress: bool = True) -> tuple[dict[str, float], dict[str, Any]]:
+    """Median ms per artifact with edgevit bench's runner (a fresh process per case) and the run's setup."""
+    from edgevit.bench.api import plan, run_plan
+    from edgevit.bench.protocol import Protocol
+
+    p = plan([str(x) for x in paths], profile="host", runtime=runtime, threads=threads)
+    res = run_plan(p, Protocol(warmup=warmup, runs=runs), progress=progress)
+    failed = [f"{c.case.id}: {c.error}" for c in res.cases if not c.ok]
+    if failed:
+        raise CalibrationError(f"{len(failed)} calibration network(s) failed to run: {'; '.join(failed)[:300]}")
+    out = {}
+    for c in res.cases:
+        out[Path(c.case.artifact).name] = float(c.stats["median"])
+    return out, {"load_average": res.load_average, "versions": res.versions, "host": res.host,
+                 "protocol": p and {"warmup": warmup, "runs": runs}}
+
+
+def host_model_path(runtime: str, threads: int, root: Path | None = None) -> Path:
+    return (root or host_dir()) / f"host_{runtime}_t{threads}_fp32.json"
+
+
+def calibrate_host(*, runtime: str = "ncnn", threads: int | None = None, networks: Sequence[str] | None = None,
+                   runs: int = 20, out: Path | None = None, root: Path | None = None,
+                   log: Callable[[str], None] | None = None) -> tuple[CostModel, Path]:
+    """Export, measure and fit; write the host model JSON and return it with its path."""
+    from edgevit.bench.profiles import detect_host, load_profile
+    from edgevit.predict.api import artifact_features
+    from edgevit.predict.nets import NETWORKS
+
+    if runtime not in TARGET_OF_RUNTIME:
+        raise ConfigError(f"host calibration runs on {' or '.join(TARGET_OF_RUNTIME)}, not {runtime!r}")
+    names = list(networks or NETWORKS)
+    unknown = [n for n in names if n not in NETWORKS]
+    if unknown:
+        raise ConfigError(f"unknown standard network(s) {', '.join(unknown)}; known: {', '.join(NETWORKS)}")
+    th = threads or load_profile("host").threads
+    target = TARGET_OF_RUNTIME[runtime]
+    paths = [export_network(n, target=target, root=root, log=log) for n in names]
+    if log:
+        log(f"measuring {len(paths)} standard networks with {runtime}, {th} threads, {runs} runs each")
+    ms, setup = measure(paths, runtime=runtime, threads=th, runs=runs)
+    rows = [Row(n, artifact_features(p), ms[p.name]) for n, p in zip(names, paths)]
+    host = detect_host()
+    source = {"board": f"this host ({host.cpu} x{host.cores})", "cpu": host.cpu, "fingerprint": host.fingerprint,
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runtime": runtime,
+              "latency": f"edgevit bench median of {runs} runs", **setup}
+    model = fit_model(rows, device="host", runtime=runtime, threads=th, precision="fp32", structure=_structure(),
+                      source=source)
+    doc = {"schema": HOST_SCHEMA, "model": model.to_dict()}
+    path = write_json(out or host_model_path(runtime, th, root), doc)
+    return model, path
+
+
+def load_host_model(path: Path) -> CostModel | None:
+    """A host calibration file back as a CostModel (None if it is not one)."""
+    try:
+        doc = read_json(path, HOST_SCHEMA)
+    except ConfigError:
+        return None
+    return CostModel.from_dict(doc["model"])
