@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -82,6 +83,13 @@ def bench_cmd(
         raise typer.Exit(1)
 
 
+def _predicts(p: object, what: str) -> str:
+    board = getattr(p, "predict_board", "")
+    if what == "none":
+        return "[dim]run edgevit calibrate[/]" if getattr(p, "detected", False) else "—"
+    return f"{board or 'host'}: {what}"
+
+
 def _warn(warnings: list[str]) -> None:
     if not warnings:
         return
@@ -102,10 +110,13 @@ def devices_cmd(
     from edgevit.bench.api import _available_runtimes
     from edgevit.bench.profiles import detect_host, host_mismatches, list_profiles, load_profile
 
+    from edgevit.predict.api import available, describe_available
+
     host = detect_host()
     profiles = [load_profile(name)] if name else list_profiles()
     if json_out:
-        typer.echo(json.dumps([p.to_dict() | {"this_machine": not host_mismatches(p, host)} for p in profiles],
+        typer.echo(json.dumps([p.to_dict() | {"this_machine": not host_mismatches(p, host),
+                                              "predictors": [asdict(r) for r in available(p)]} for p in profiles],
                               indent=2))
         return
     avail = _available_runtimes()
@@ -121,14 +132,18 @@ def devices_cmd(
         console.print(f"  notes: {p.notes}", highlight=False)
         mism = host_mismatches(p, host)
         console.print(f"  this machine: {'yes' if not mism else 'no (' + '; '.join(mism) + ')'}", highlight=False)
+        for r in available(p):
+            console.print(f"  predictor: {r.key} — {r.networks} networks, LOO median error {r.loo_median:.0%} "
+                          f"({r.origin})", highlight=False)
         return
     table = Table(title=f"device profiles (this machine: {host.cpu} x{host.cores}, {host.arch})", header_style="bold")
     for col in ("name", "arch", "cores/threads", "GHz", "memory GB", "runtime", "precisions", "batch",
-                "published refs", "gate"):
+                "published refs", "gate", "predictor data"):
         table.add_column(col, justify="right" if col in ("GHz", "memory GB", "published refs") else "left")
     for p in profiles:
         rt = p.runtime if avail.get(p.runtime) == "" else f"{p.runtime} [dim](not here)[/]"
         table.add_row(p.name, p.arch, f"{p.cores}/{p.threads}", str(p.frequency_ghz or "—"),
                       str(p.memory_gb or "—"), rt, ",".join(p.precisions), ",".join(map(str, p.batch)),
-                      str(len(p.references)), f"{p.gate.rel_tolerance:.0%} + {p.gate.abs_floor_ms:g} ms")
+                      str(len(p.references)), f"{p.gate.rel_tolerance:.0%} + {p.gate.abs_floor_ms:g} ms",
+                      _predicts(p, describe_available(p)))
     console.print(table)

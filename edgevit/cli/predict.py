@@ -65,6 +65,8 @@ def calibrate_cmd(
     threads: Annotated[int | None, typer.Option("--threads", "-t", help="Threads (default: the host profile's).")] = None,
     networks: Annotated[str | None, typer.Option(help="Comma-separated subset of the standard networks.")] = None,
     runs: Annotated[int, typer.Option(help="Timed runs per network.")] = 20,
+    statistic: Annotated[str, typer.Option(help="median, or min on a loaded machine (interference only adds "
+                                           "time).")] = "median",
     out: Annotated[Path | None, typer.Option(help="Where to write the fitted predictor(s) (default: the cache for "
                                              "host, the package data for --refit).")] = None,
 ) -> None:
@@ -91,7 +93,8 @@ def calibrate_cmd(
     from edgevit.predict.calibrate import calibrate_host
 
     names = [n.strip() for n in networks.split(",")] if networks else None
-    model, path = calibrate_host(runtime=runtime, threads=threads, networks=names, runs=runs, out=out, log=log)
+    model, path = calibrate_host(runtime=runtime, threads=threads, networks=names, runs=runs, statistic=statistic,
+                                 out=out, log=log)
     console.print(model.describe())
     err_console.print(f"wrote {path}")
 

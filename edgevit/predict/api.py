@@ -128,14 +128,16 @@ def available(profile: Any) -> list[PredictorRef]:
 
 
 def describe_available(profile: Any) -> str:
-    """One line: 'ncnn t1 fp32/int8, t4 fp32/int8 (rk3288 tables)' or 'none'."""
+    """One line: 'ncnn t1/t4 fp32/int8' (threads and precisions per runtime), or 'none'."""
     refs = available(profile)
     if not refs:
         return "none"
-    by: dict[tuple[str, int], list[str]] = {}
+    by: dict[str, tuple[set[int], set[str]]] = {}
     for r in refs:
-        by.setdefault((r.runtime, r.threads), []).append(r.precision)
-    return ", ".join(f"{rt} t{t} {'/'.join(p)}" for (rt, t), p in sorted(by.items()))
+        th, pr = by.setdefault(r.runtime, (set(), set()))
+        th.add(r.threads)
+        pr.add(r.precision)
+    return ", ".join(f"{rt} t{'/'.join(map(str, sorted(th)))} {'/'.join(sorted(pr))}" for rt, (th, pr) in sorted(by.items()))
 
 
 def choose_model(profile: Any, *, runtime: str | None, threads: int | None, precision: str | None) -> tuple[CostModel, list[str]]:
@@ -157,8 +159,8 @@ def choose_model(profile: Any, *, runtime: str | None, threads: int | None, prec
     device = next(iter(models.values())).device
     key = predictor_key(device, rt, th, pr)
     if key not in models:
-        raise ConfigError(f"no calibration data for {profile.name} with {rt}, {th} threads, {pr}; "
-                          f"it has: {describe_available(profile)}")
+        have = "; ".join(f"{r.runtime} {r.threads} threads {r.precision}" for r in available(profile))
+        raise ConfigError(f"no calibration data for {profile.name} with {rt}, {th} threads, {pr}; it has: {have}")
     return models[key], notes
 
 

@@ -83,9 +83,15 @@ def export_network(name: str, *, target: str, root: Path | None = None,
     return final
 
 
+STATISTICS = ("median", "min")
+
+
 def measure(paths: Sequence[Path], *, runtime: str, threads: int, runs: int, warmup: int = 3,
-            progress: bool = True) -> tuple[dict[str, float], dict[str, Any]]:
-    """Median ms per artifact with edgevit bench's runner (a fresh process per case) and the run's setup."""
+            statistic: str = "median", progress: bool = True) -> tuple[dict[str, float], dict[str, Any]]:
+    """ms per artifact (bench's `statistic` over its timed runs: median, or min on a loaded machine where
+    interference only adds time) with edgevit bench's runner (a fresh process per case), and the setup."""
+    if statistic not in STATISTICS:
+        raise ConfigError(f"statistic must be one of {', '.join(STATISTICS)}, not {statistic!r}")
     from edgevit.bench.api import plan, run_plan
     from edgevit.bench.protocol import Protocol
 
@@ -96,9 +102,9 @@ def measure(paths: Sequence[Path], *, runtime: str, threads: int, runs: int, war
         raise CalibrationError(f"{len(failed)} calibration network(s) failed to run: {'; '.join(failed)[:300]}")
     out = {}
     for c in res.cases:
-        out[Path(c.case.artifact).name] = float(c.stats["median"])
+        out[Path(c.case.artifact).name] = float(c.stats[statistic])
     return out, {"load_average": res.load_average, "versions": res.versions, "host": res.host,
-                 "protocol": p and {"warmup": warmup, "runs": runs}}
+                 "protocol": {"warmup": warmup, "runs": runs, "statistic": statistic}}
 
 
 def host_model_path(runtime: str, threads: int, root: Path | None = None) -> Path:
@@ -106,7 +112,7 @@ def host_model_path(runtime: str, threads: int, root: Path | None = None) -> Pat
 
 
 def calibrate_host(*, runtime: str = "ncnn", threads: int | None = None, networks: Sequence[str] | None = None,
-                   runs: int = 20, out: Path | None = None, root: Path | None = None,
+                   runs: int = 20, statistic: str = "median", out: Path | None = None, root: Path | None = None,
                    log: Callable[[str], None] | None = None) -> tuple[CostModel, Path]:
     """Export, measure and fit; write the host model JSON and return it with its path."""
     from edgevit.bench.profiles import detect_host, load_profile
@@ -124,12 +130,12 @@ def calibrate_host(*, runtime: str = "ncnn", threads: int | None = None, network
     paths = [export_network(n, target=target, root=root, log=log) for n in names]
     if log:
         log(f"measuring {len(paths)} standard networks with {runtime}, {th} threads, {runs} runs each")
-    ms, setup = measure(paths, runtime=runtime, threads=th, runs=runs)
+    ms, setup = measure(paths, runtime=runtime, threads=th, runs=runs, statistic=statistic)
     rows = [Row(n, artifact_features(p), ms[p.name]) for n, p in zip(names, paths)]
     host = detect_host()
     source = {"board": f"this host ({host.cpu} x{host.cores})", "cpu": host.cpu, "fingerprint": host.fingerprint,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runtime": runtime,
-              "latency": f"edgevit bench median of {runs} runs", **setup}
+              "latency": f"edgevit bench {statistic} of {runs} runs", **setup}
     model = fit_model(rows, device="host", runtime=runtime, threads=th, precision="fp32", structure=_structure(),
                       source=source)
     doc = {"schema": HOST_SCHEMA, "model": model.to_dict()}

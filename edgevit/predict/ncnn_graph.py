@@ -22,7 +22,7 @@ from typing import Union
 from edgevit.errors import ConfigError, UnavailableError
 
 PARAM_MAGIC = "7767517"
-ParamValue = Union[int, float, tuple[Union[int, float], ...]]
+ParamValue = Union[int, float, str, tuple[Union[int, float], ...]]
 Shape = tuple[int, ...]  # ncnn order, outermost first: (w,), (h, w), (c, h, w) or (c, d, h, w)
 
 _SHAPELESS = frozenset({"Noop", "DetectionOutput", "Yolov3DetectionOutput", "YoloDetectionOutput"})
@@ -44,6 +44,8 @@ class NcnnLayer:
 
     def int(self, key: int, default: int = 0) -> int:
         value = self.params.get(key, default)
+        if isinstance(value, str):
+            return default
         return int(value[0] if isinstance(value, tuple) else value)
 
 
@@ -62,7 +64,9 @@ def _parse_params(tokens: list[str], where: str) -> dict[int, ParamValue]:
             raise ConfigError(f"{where}: parameter {tok!r} is not KEY=VALUE")
         try:
             key = int(key_s)
-            if key <= _ARRAY_BASE:  # array: first element is its length
+            if value_s.startswith('"'):  # pnnx writes shape expressions as strings: 6="0w,-1"
+                params[key] = value_s.strip('"')
+            elif key <= _ARRAY_BASE:  # array: first element is its length
                 items = [_number(v) for v in value_s.split(",")]
                 params[_ARRAY_BASE - key] = tuple(items[1:])
             else:

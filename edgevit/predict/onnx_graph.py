@@ -189,7 +189,7 @@ def onnx_features(path: str | Path, name: str | None = None) -> NetworkFeatures:
     p = Path(path)
     try:
         model = onnx.load(str(p), load_external_data=False)
-        model = onnx.shape_inference.infer_shapes(model)
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)  # resolves Shape->Concat->Reshape
     except Exception as exc:  # onnx raises its own error types for unreadable files
         raise ConfigError(f"cannot read ONNX graph {p}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     g = _Graph(model)
@@ -198,8 +198,12 @@ def onnx_features(path: str | Path, name: str | None = None) -> NetworkFeatures:
     unknown: list[str] = []
     per_layer = []
     running = 0
+    static = set(g.constants)  # constants and shape arithmetic (Shape -> Slice -> Concat) cost nothing
     for node in model.graph.node:
         types[node.op_type] += 1
+        if node.op_type == "Shape" or all(n in static for n in node.input if n):
+            static.update(node.output)
+            continue
         if node.op_type in FREE:
             continue
         handler = ONNX_WORK.get(node.op_type)
