@@ -102,7 +102,7 @@ def test_shipped_predictors_are_what_refit_produces() -> None:
     from edgevit.predict.data import predictors_data
 
     shipped = predictors_data()
-    doc = refit(structure=shipped["structure"])
+    doc = refit(structure=shipped["structure"], int8_structure=shipped["int8_structure"])
     for key in ("rk3288/ncnn/t4/fp32", "rpi4/ncnn/t4/fp32", "rk3288/ncnn/t4/int8"):
         assert doc["predictors"][key]["coef_ms_per_unit"] == shipped["predictors"][key]["coef_ms_per_unit"], key
         assert doc["predictors"][key]["loo"] == shipped["predictors"][key]["loo"], key

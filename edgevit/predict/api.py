@@ -249,6 +249,13 @@ def _quantiles(errors: Sequence[float]) -> tuple[float, float]:
     return float(np.quantile(e, INTERVAL[0])), float(np.quantile(e, INTERVAL[1]))
 
 
+def _owner(model: CostModel, key: str) -> tuple[CostModel, str]:
+    """The model that priced a part: int8 models price 'float <term>' parts with their fp32 base."""
+    if key.startswith("float ") and model.base is not None:
+        return model.base, key.removeprefix("float ")
+    return model, key
+
+
 def interval(model: CostModel, parts: dict[str, float]) -> tuple[float, float, list[str]]:
     """Relative-error quantiles (q10, q90) for a prediction made of `parts` (ms per term).
 
@@ -259,13 +266,14 @@ def interval(model: CostModel, parts: dict[str, float]) -> tuple[float, float, l
     base_lo, base_hi = model.loo.quantiles()
     lo = hi = 0.0
     used = []
-    for term, ms in parts.items():
+    for key, ms in parts.items():
         share = ms / total
-        special = model.coef_source.get(term) == "transferred" or term == "tokens"
-        errs = _transfer_errors(model, term) if special else []
+        owner, term = _owner(model, key)
+        special = owner.coef_source.get(term) == "transferred" or term == "tokens"
+        errs = _transfer_errors(owner, term) if special else []
         if special and len(errs) >= 5 and share >= 0.01:
             q_lo, q_hi = _quantiles(errs)
-            used.append(term)
+            used.append(key)
         else:
             q_lo, q_hi = base_lo, base_hi
         lo += share * q_lo
@@ -277,20 +285,22 @@ def _warnings(model: CostModel, feats: NetworkFeatures, parts: dict[str, float],
     total = sum(parts.values()) or 1.0
     where = model.source.get("board_id") or model.device
     out = []
-    for term, ms in parts.items():
+    for key, ms in parts.items():
         if ms / total < MIN_SHARE:
             continue
-        if model.coef_source.get(term) == "transferred":
-            ratio = model.transfer.get(term, 0.0)
+        owner, term = _owner(model, key)
+        if owner.coef_source.get(term) == "transferred":
+            ratio = owner.transfer.get(term, 0.0)
             out.append(f"{HUMAN.get(term, term)} ({ms / total:.0%} of the prediction): no {where} calibration network "
                        f"exercises it; priced at {ratio:.2f}x {where}'s dense-conv rate (median of the other boards)")
-        elif model.coef_source.get(term) == "absent" and term in MAC_TERMS:
+        elif owner.coef_source.get(term) == "absent" and term in MAC_TERMS:
             out.append(f"{HUMAN.get(term, term)}: absent from {where}'s calibration networks and not transferable; "
                        "priced at 0")
-    for term in ("tokens",):
-        if parts.get(term, 0) / total >= MIN_SHARE and model.coef_source.get(term) == "fitted":
-            n = sum(1 for r in model.rows if "tokens" in r.get("exercises", [])) or 1
-            out.append(f"token GEMMs ({parts[term] / total:.0%} of the prediction) rest on {n} transformer "
+    for key in ("tokens", "float tokens"):
+        owner, term = _owner(model, key)
+        if parts.get(key, 0) / total >= MIN_SHARE and owner.coef_source.get(term) == "fitted":
+            n = sum(1 for r in owner.rows if "tokens" in r.get("exercises", [])) or 1
+            out.append(f"token GEMMs ({parts[key] / total:.0%} of the prediction) rest on {n} transformer "
                        f"network(s) of {where}'s calibration set")
     # fine classes the calibration set never showed (e.g. LayerNorm, GELU on a CNN-only table)
     macs = max(feats.total_macs_m, 1e-9)

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from edgevit.predict.costmodel import (
-    DEFAULT_STRUCTURE, INT8_TERMS, MAC_TERMS, STRUCTURES, TRANSFER_BASE, CostModel, LooStats, Row, exercised,
+    DEFAULT_STRUCTURE, INT8_STRUCTURES, MAC_TERMS, STRUCTURES, TRANSFER_BASE, CostModel, LooStats, Row, exercised,
     fit_coefficients, fit_model, predictor_key,
 )
 from edgevit.predict.data import PREDICTORS_SCHEMA, benchmark_data, write_json
@@ -182,7 +182,7 @@ def select_structure(ts: Sequence[Table], candidates: Sequence[str] | None = Non
     return best, scores
 
 
-def fit_int8(ts: Sequence[Table], fp32: Mapping[str, CostModel]) -> dict[str, CostModel]:
+def fit_int8(ts: Sequence[Table], fp32: Mapping[str, CostModel], structure: str) -> dict[str, CostModel]:
     out = {}
     for t in ts:
         if t.precision != "int8":
@@ -191,12 +191,26 @@ def fit_int8(ts: Sequence[Table], fp32: Mapping[str, CostModel]) -> dict[str, Co
         if base is None:
             continue
         out[predictor_key(t.board, "ncnn", t.threads, "int8")] = fit_model(
-            t.rows, device=t.board, runtime="ncnn", threads=t.threads, precision="int8", structure="int8",
-            terms=INT8_TERMS, base=base, source=t.source)
+            t.rows, device=t.board, runtime="ncnn", threads=t.threads, precision="int8", structure=structure,
+            terms=INT8_STRUCTURES[structure], base=base, source=t.source)
     return out
 
 
-def refit(*, structure: str | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def select_int8_structure(ts: Sequence[Table], fp32: Mapping[str, CostModel],
+                          log: Callable[[str], None] | None = None) -> tuple[str, dict[str, dict[str, float]]]:
+    """Same criterion as `select_structure`, over the int8 candidates."""
+    scores = {}
+    for name in INT8_STRUCTURES:
+        scores[name] = pooled(fit_int8(ts, fp32, name))
+        if log:
+            log(f"int8 structure {name}: pooled LOO median {scores[name]['median_abs']:.1%}, "
+                f"within ±20% {scores[name]['within_20']:.0%}")
+    best = min(scores, key=lambda k: (-round(scores[k]["within_20"], 3), scores[k]["median_abs"]))
+    return best, scores
+
+
+def refit(*, structure: str | None = None, int8_structure: str | None = None,
+          log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """All board predictors as one JSON document (what `predictors.json` holds)."""
     data = benchmark_data()
     ts = tables(data)
@@ -206,7 +220,11 @@ def refit(*, structure: str | None = None, log: Callable[[str], None] | None = N
         scores = {}
     fp32_tables = [t for t in ts if t.precision == "fp32"]
     fp32, facts = fit_tables(fp32_tables, structure)
-    int8 = fit_int8(ts, fp32)
+    if int8_structure is None:
+        int8_structure, int8_scores = select_int8_structure(ts, fp32, log=log)
+    else:
+        int8_scores = {}
+    int8 = fit_int8(ts, fp32, int8_structure)
     if log:
         log(f"structure {structure}: {len(fp32)} fp32 and {len(int8)} int8 predictors")
     return {
@@ -216,6 +234,8 @@ def refit(*, structure: str | None = None, log: Callable[[str], None] | None = N
         "latency_field": LATENCY_FIELD,
         "structure": structure,
         "structure_selection": scores,
+        "int8_structure": int8_structure,
+        "int8_structure_selection": int8_scores,
         "transfer": facts,
         "pooled_loo": {"fp32": pooled(fp32), "int8": pooled(int8) if int8 else {}},
         "predictors": {k: m.to_dict() for k, m in {**fp32, **int8}.items()},

@@ -77,14 +77,19 @@ STRUCTURES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 DEFAULT_STRUCTURE = "kernels"
-# int8 (ncnn's int8 tables): these terms are fitted on the int8 rows; everything else is priced by the
-# same device's fp32 model. An fp32 graph predicted at int8 has these classes quantized (ncnn2int8
-# quantizes Convolution and ConvolutionDepthWise; Gemm/MatMul stay float in the boards' int8 data).
-INT8_TERMS: dict[str, tuple[str, ...]] = {
-    "dense_int8": ("conv1x1_int8", "conv3x3s2_int8", "convkxk_int8", "conv_group_int8"),
-    "winograd_int8": ("conv3x3s1_int8",),
-    "depthwise_int8": ("dwconv3_int8", "dwconvk_int8"),
+# int8 (ncnn's int8 tables): the int8 conv terms, traffic and per-layer overhead are fitted on the int8
+# rows; MAC terms they do not cover (token GEMMs, fc: float in the boards' int8 data) are priced by the
+# same device's fp32 model. An fp32 graph predicted at int8 has its convs quantized (ncnn2int8 quantizes
+# Convolution and ConvolutionDepthWise; Gemm/MatMul stay float in the boards' int8 data).
+_INT8_CONVS = ("conv1x1_int8", "conv3x3s2_int8", "convkxk_int8", "conv_group_int8", "dwconv3_int8", "dwconvk_int8")
+INT8_STRUCTURES: dict[str, dict[str, tuple[str, ...]]] = {
+    "int8-split": {"winograd_int8": ("conv3x3s1_int8",), "conv_int8": _INT8_CONVS,
+                   "traffic": TRAFFIC_CLASSES, "layers": ("layers",)},
+    "int8-kernels": {"winograd_int8": ("conv3x3s1_int8",), "conv_int8": _INT8_CONVS[:4],
+                     "depthwise_int8": _INT8_CONVS[4:], "traffic": TRAFFIC_CLASSES, "layers": ("layers",)},
+    "int8-one": {"conv_int8": (*_INT8_CONVS, "conv3x3s1_int8"), "traffic": TRAFFIC_CLASSES, "layers": ("layers",)},
 }
+INT8_TERMS = ("winograd_int8", "conv_int8", "depthwise_int8")
 QUANTIZED_BY_NCNN2INT8 = ("conv1x1", "conv3x3s2", "convkxk", "conv_group", "conv3x3s1", "dwconv3", "dwconvk")
 # Terms whose work is MACs: only these can be absent from a calibration set (every network has traffic
 # and layers). A MAC term is exercised by a network when it holds at least this share of its MACs
@@ -101,7 +106,7 @@ HUMAN = {
     "tokens": "token GEMMs and attention (Gemm/MatMul/MultiHeadAttention)",
     "traffic": "elementwise, normalisation, pooling and layout traffic", "weights": "weight streaming",
     "io": "conv activation traffic", "layers": "per-layer overhead", "macs": "all MACs",
-    "dense_int8": "int8 dense conv", "winograd_int8": "int8 3x3 stride-1 conv", "depthwise_int8": "int8 depthwise conv",
+    "conv_int8": "int8 conv", "winograd_int8": "int8 3x3 stride-1 conv", "depthwise_int8": "int8 depthwise conv",
 }
 
 
@@ -252,11 +257,18 @@ class CostModel:
         return predictor_key(self.device, self.runtime, self.threads, self.precision)
 
     def term_ms(self, features: NetworkFeatures) -> dict[str, float]:
-        """Predicted ms per term (int8: the fp32 base prices the float part, under 'float part')."""
+        """Predicted ms per term (int8: the fp32 base prices the float MAC terms, as 'float <term>')."""
         own = predict_terms(features, self.terms, self.coef)
         if self.base is not None:
-            own["float part"] = sum(self.base.term_ms(features).values())
+            own.update(self.float_ms(features))
         return own
+
+    def float_ms(self, features: NetworkFeatures) -> dict[str, float]:
+        """int8 models: the base's MAC terms (token GEMMs, fc, ...) on what stayed float; {} otherwise."""
+        if self.base is None:
+            return {}
+        parts = predict_terms(features, self.base.terms, self.base.coef)
+        return {f"float {t}": v for t, v in parts.items() if t in MAC_TERMS and v > 0}
 
     def predict_ms(self, features: NetworkFeatures) -> float:
         return float(sum(self.term_ms(features).values()))
@@ -331,7 +343,11 @@ def fit_model(rows: Sequence[Row], *, device: str, runtime: str, threads: int, p
     the_terms = {k: tuple(v) for k, v in (terms or STRUCTURES[structure]).items()}
 
     def offsets(rs: Sequence[Row]) -> list[float] | None:
-        return [base.predict_ms(r.features) for r in rs] if base is not None else None
+        if base is None:
+            return None
+        probe = CostModel(device=device, runtime=runtime, threads=threads, precision=precision, structure=structure,
+                          terms={}, coef={}, coef_source={}, rows=[], loo=LooStats({}), base=base)
+        return [sum(probe.float_ms(r.features).values()) for r in rs]
 
     coef, src = fit_coefficients(rows, the_terms, transfer=transfer, offset=offsets(rows))
     full = CostModel(device=device, runtime=runtime, threads=threads, precision=precision, structure=structure,
