@@ -18,15 +18,15 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgevit.predict.benchncnn import BenchRun, parse_benchncnn_readme  # noqa: E402
-from edgevit.predict.features import ncnn_features  # noqa: E402
-from edgevit.predict.ncnn_graph import parse_ncnn_param  # noqa: E402
+from edgevit.predict.benchncnn import BenchRun, parse_benchncnn_readme
+from edgevit.predict.features import ncnn_features
+from edgevit.predict.ncnn_graph import parse_ncnn_param
 
 README = "benchmark/README.md"
 BENCH_CPP = "benchmark/benchncnn.cpp"
@@ -180,7 +180,7 @@ def main() -> None:
                     "the CPU has it); `published` = the commit that last changed the row (git blame) and "
                     "the last ncnn release tag before it",
         },
-        "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built": datetime.now(UTC).isoformat(timespec="seconds"),
         "builder": "benchmarks/ncnn_board_data.py",
         "boards": boards,
         "networks": networks,

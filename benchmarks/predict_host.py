@@ -19,7 +19,7 @@ import json
 import os
 import statistics
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--networks", default=None, help="comma-separated standard-network subset (default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda m: print(m, file=sys.stderr, flush=True)
     host_profile = load_profile("host")
     threads = args.threads or host_profile.threads
     load_start = load_average()
@@ -82,7 +82,7 @@ def main() -> None:
     }
     host = detect_host()
     doc = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runtime": args.runtime,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"), "runtime": args.runtime,
         "threads": threads, "runs": args.runs, "statistic": args.statistic, "host": host.to_dict(),
         "load_average": {"start": load_start, "end": load_average()},
         "calibration": {"file": str(model_path), "description": model.describe(), "networks": model.loo.errors,

@@ -20,7 +20,7 @@ import json
 import os
 import statistics
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,12 +149,16 @@ CANNOT = """- **Transformer kernels on a board whose table has none.** RK3288's 
 """
 
 
+def _tables(rows: list[dict], goals: bool) -> str:
+    return ", ".join(f"{r['board']} t{r['threads']}" for r in rows if r["goals"] == goals) or "none"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-zoo", action="store_true", help="skip the zoo-on-boards table (needs ncnn exports)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda m: print(m, file=sys.stderr, flush=True)
     from edgevit.predict.data import predictors_data
 
     doc = predictors_data()
@@ -169,7 +173,7 @@ def main() -> None:
     named = [r for r in fp32_rows if r["board"] in PROFILE_BOARDS]
     lines = [
         "# edgevit predict: validation", "",
-        f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by "
+        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} by "
         "`python benchmarks/predict_validation.py`. Board data: "
         f"{doc['data']['repository']} `{doc['data']['readme']}` at {doc['data']['commit'][:10]} "
         f"({doc['data']['commit_date']}); latency = benchncnn's min over its loops. Structure: "
@@ -183,8 +187,7 @@ def main() -> None:
         f"{pct(pooled['fp32']['median_abs'], '.1%')}, p90 {pct(pooled['fp32']['p90_abs'], '.1%')}, within ±20% "
         f"{pct(pooled['fp32']['within_20'])}; tables meeting the median goal {pct(pooled['fp32']['tables_median_le_10'])}, "
         f"the ±20% goal {pct(pooled['fp32']['tables_within20_ge_80'])}. Profile boards meeting both goals: "
-        f"{', '.join(f'{r['board']} t{r['threads']}' for r in named if r['goals']) or 'none'}; not: "
-        f"{', '.join(f'{r['board']} t{r['threads']}' for r in named if not r['goals']) or 'none'}.", "",
+        f"{_tables(named, True)}; not: {_tables(named, False)}.", "",
         "## Leave-one-out per board (int8)", "",
         "int8 terms fitted on the int8 rows (6-8 networks), the float part priced by the same board's fp32 model.", "",
         *int8_lines, "",

@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("pnnx", reason="exports the toy network to ncnn (pip install 'edgevit[ncnn]')")
 pytest.importorskip("ncnn", reason="blob shapes come from ncnn (pip install 'edgevit[ncnn]')")
 
-from edgevit.predict.gate import compare_predicted  # noqa: E402
-from tests._predict_toy import export_toy  # noqa: E402
+from edgevit.predict.gate import compare_predicted
+from tests._predict_toy import export_toy
 
 
 @pytest.fixture(scope="module")

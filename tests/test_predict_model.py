@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from edgevit.predict.costmodel import (
-    STRUCTURES, CostModel, LooStats, Row, fit_coefficients, fit_model, quantized_features, term_work,
+    STRUCTURES,
+    CostModel,
+    LooStats,
+    Row,
+    fit_coefficients,
+    fit_model,
+    quantized_features,
+    term_work,
 )
 from edgevit.predict.features import NetworkFeatures
 
@@ -114,7 +121,7 @@ def test_shipped_predictor_claims_match_its_rows() -> None:
     p = predictors_data()["predictors"]["rk3288/ncnn/t4/fp32"]
     errs = [r["loo_ms"] / r["measured_ms"] - 1 for r in p["rows"]]
     assert np.median(np.abs(errs)) == pytest.approx(p["loo"]["median_abs"], abs=1e-3)
-    assert LooStats(dict(zip([r["network"] for r in p["rows"]], errs))).within(0.2) == pytest.approx(
+    assert LooStats(dict(zip([r["network"] for r in p["rows"]], errs, strict=True))).within(0.2) == pytest.approx(
         p["loo"]["within_20"], abs=1e-3)
     assert p["coef_source"]["tokens"] == "transferred"  # RK3288's table has no transformer
     assert p["source"]["published"]["date"] == "2022-01-28"

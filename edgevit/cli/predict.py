@@ -30,7 +30,7 @@ def predict_cmd(
     from edgevit.predict import report
     from edgevit.predict.api import predict
 
-    log = lambda msg: err_console.print(f"[dim]{msg}[/]")  # noqa: E731
+    log = lambda msg: err_console.print(f"[dim]{msg}[/]")
     preds = predict(inputs, device=device, runtime=runtime, threads=threads, precision=precision,
                     img_size=img_size, log=log)
     p0 = preds[0]
@@ -73,7 +73,7 @@ def calibrate_cmd(
     """Fit latency predictors: the host's from measurements here, or the boards' from published tables."""
     from edgevit.errors import ConfigError
 
-    log = lambda msg: err_console.print(f"[dim]{msg}[/]")  # noqa: E731
+    log = lambda msg: err_console.print(f"[dim]{msg}[/]")
     if refit == (device is not None):
         raise ConfigError("give --device host (measure here) or --refit (published tables), one of them")
     if refit:

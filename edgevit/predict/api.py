@@ -15,7 +15,12 @@ from typing import Any
 
 from edgevit.errors import ConfigError
 from edgevit.predict.costmodel import (
-    HUMAN, INTERVAL, MAC_TERMS, TRAFFIC_CLASSES, CostModel, quantized_features, term_work,
+    HUMAN,
+    INTERVAL,
+    MAC_TERMS,
+    TRAFFIC_CLASSES,
+    CostModel,
+    quantized_features,
 )
 from edgevit.predict.features import NetworkFeatures
 
@@ -333,7 +338,7 @@ def _notes(model: CostModel, profile: Any, feats: NetworkFeatures, precision: st
         notes.append("int8 of an fp32 graph: assumes ncnn2int8 quantizes Convolution/ConvolutionDepthWise; "
                      "Gemm/MatMul/attention stay fp32 as in the boards' int8 data")
     heading = str(model.source.get("board", ""))
-    m = re.search(r"(\d+(?:\.\d+)?)\s*GHz", heading, re.I)
+    m = re.search(r"(\d+(?:\.\d+)?)\s*GHz", heading, re.IGNORECASE)
     if m and profile.frequency_ghz and abs(float(m.group(1)) - profile.frequency_ghz) > 0.05:
         notes.append(f"the board data ran at {m.group(1)} GHz; the profile says {profile.frequency_ghz:g} GHz")
     published = model.source.get("published") or {}

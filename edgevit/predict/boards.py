@@ -16,12 +16,22 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from edgevit.predict.costmodel import (
-    DEFAULT_STRUCTURE, INT8_STRUCTURES, MAC_TERMS, STRUCTURES, TRANSFER_BASE, CostModel, LooStats, Row, exercised,
-    fit_coefficients, fit_model, predictor_key,
+    DEFAULT_STRUCTURE,
+    INT8_STRUCTURES,
+    MAC_TERMS,
+    STRUCTURES,
+    TRANSFER_BASE,
+    CostModel,
+    LooStats,
+    Row,
+    exercised,
+    fit_coefficients,
+    fit_model,
+    predictor_key,
 )
 from edgevit.predict.data import PREDICTORS_SCHEMA, benchmark_data, write_json
 from edgevit.predict.features import NetworkFeatures
@@ -229,7 +239,7 @@ def refit(*, structure: str | None = None, int8_structure: str | None = None,
         log(f"structure {structure}: {len(fp32)} fp32 and {len(int8)} int8 predictors")
     return {
         "schema": PREDICTORS_SCHEMA,
-        "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built": datetime.now(UTC).isoformat(timespec="seconds"),
         "data": {"file": "ncnn_benchmark.json", **data["source"]},
         "latency_field": LATENCY_FIELD,
         "structure": structure,

@@ -13,7 +13,7 @@ import inspect
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +131,10 @@ def calibrate_host(*, runtime: str = "ncnn", threads: int | None = None, network
     if log:
         log(f"measuring {len(paths)} standard networks with {runtime}, {th} threads, {runs} runs each")
     ms, setup = measure(paths, runtime=runtime, threads=th, runs=runs, statistic=statistic)
-    rows = [Row(n, artifact_features(p), ms[p.name]) for n, p in zip(names, paths)]
+    rows = [Row(n, artifact_features(p), ms[p.name]) for n, p in zip(names, paths, strict=True)]
     host = detect_host()
     source = {"board": f"this host ({host.cpu} x{host.cores})", "cpu": host.cpu, "fingerprint": host.fingerprint,
-              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runtime": runtime,
+              "created": datetime.now(UTC).isoformat(timespec="seconds"), "runtime": runtime,
               "latency": f"edgevit bench {statistic} of {runs} runs", **setup}
     model = fit_model(rows, device="host", runtime=runtime, threads=th, precision="fp32", structure=_structure(),
                       source=source)

@@ -181,7 +181,7 @@ def fit_coefficients(rows: Sequence[Row], terms: Mapping[str, Sequence[str]], *,
         c = np.zeros(0)
     coef = dict.fromkeys(names, 0.0)
     source = dict.fromkeys(names, "absent")
-    for t, v in zip(fit_terms, c):
+    for t, v in zip(fit_terms, c, strict=True):
         coef[t], source[t] = float(v), "fitted"
     for t in names:
         if source[t] == "absent" and transfer and t in transfer and TRANSFER_BASE in coef:
@@ -247,7 +247,7 @@ class CostModel:
     rows: list[dict[str, Any]]  # network, measured_ms, fitted_ms, loo_ms (the data it was fitted on)
     loo: LooStats
     transfer: dict[str, float] = field(default_factory=dict)  # term -> ratio to the dense coefficient
-    base: "CostModel | None" = None  # int8: the fp32 model pricing the float part
+    base: CostModel | None = None  # int8: the fp32 model pricing the float part
     source: dict[str, Any] = field(default_factory=dict)  # where the latencies come from
     ranges: dict[str, list[float]] = field(default_factory=dict)  # calibration ranges: ms, MMACs, per term
     classes_seen: list[str] = field(default_factory=list)
@@ -293,7 +293,7 @@ class CostModel:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], base: "CostModel | None" = None) -> "CostModel":
+    def from_dict(cls, d: Mapping[str, Any], base: CostModel | None = None) -> CostModel:
         return cls(
             device=d["device"], runtime=d["runtime"], threads=int(d["threads"]), precision=d["precision"],
             structure=d["structure"], terms={k: tuple(v) for k, v in d["terms"].items()},

@@ -260,7 +260,7 @@ class NetworkFeatures:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "NetworkFeatures":
+    def from_dict(cls, d: Mapping[str, Any]) -> NetworkFeatures:
         return cls(name=d["name"], work=dict(d["work"]), layers=int(d["layers"]),
                    layer_types=dict(d.get("layer_types", {})), source=d.get("source", ""),
                    input_shapes=dict(d.get("input_shapes", {})), unknown_types=list(d.get("unknown_types", [])))

@@ -22,7 +22,7 @@ from typing import Union
 from edgevit.errors import ConfigError, UnavailableError
 
 PARAM_MAGIC = "7767517"
-ParamValue = Union[int, float, str, tuple[Union[int, float], ...]]
+ParamValue = Union[int, float, str, tuple[int | float, ...]]
 Shape = tuple[int, ...]  # ncnn order, outermost first: (w,), (h, w), (c, h, w) or (c, d, h, w)
 
 _SHAPELESS = frozenset({"Noop", "DetectionOutput", "Yolov3DetectionOutput", "YoloDetectionOutput"})

@@ -326,7 +326,7 @@ class ConvNeXtBlock(nn.Module):
 
 def _convnext(dims: tuple[int, ...], depths: tuple[int, ...]) -> nn.Module:
     layers: list[nn.Module] = [nn.Conv2d(3, dims[0], 4, 4)]
-    for i, (d, n) in enumerate(zip(dims, depths)):
+    for i, (d, n) in enumerate(zip(dims, depths, strict=True)):
         if i:
             layers.append(nn.Conv2d(dims[i - 1], d, 2, 2))
         layers += [ConvNeXtBlock(d) for _ in range(n)]

@@ -1,9 +1,10 @@
 """Prediction records as JSON and Markdown files (like bench: a file, or a folder that gets a named file)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgevit.predict.api import SCHEMA, Prediction
 from edgevit.predict.data import write_json
@@ -11,7 +12,7 @@ from edgevit.predict.data import write_json
 
 def document(preds: Sequence[Prediction]) -> dict[str, Any]:
     """The JSON file format: schema, creation time and one record per prediction."""
-    return {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {"schema": SCHEMA, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "predictions": [p.to_dict() for p in preds]}
 
 
