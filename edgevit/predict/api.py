@@ -318,6 +318,13 @@ def _warnings(model: CostModel, feats: NetworkFeatures, parts: dict[str, float],
         if share >= MIN_SHARE:
             out.append(f"{CLASS_NAMES.get(base_cls, base_cls)} ({share:.0%} of the {'traffic' if base_cls in TRAFFIC_CLASSES else 'MACs'}) "
                        f"never appears in {where}'s calibration networks")
+    if model.layer_types_seen:
+        from edgevit.predict.features import NO_WORK
+
+        unseen = {t: n for t, n in feats.layer_types.items() if t not in model.layer_types_seen and t not in NO_WORK}
+        if unseen:
+            out.append(f"layer types no {where} calibration network has (priced by their kernel class): "
+                       + ", ".join(f"{t} x{n}" for t, n in sorted(unseen.items(), key=lambda kv: -kv[1])))
     lo_ms, hi_ms = model.ranges.get("latency_ms", [0, float("inf")])
     if predicted > RANGE_FACTOR * hi_ms or predicted < lo_ms / RANGE_FACTOR:
         out.append(f"{predicted:.0f} ms is far outside the calibrated range {lo_ms:.0f}-{hi_ms:.0f} ms")

@@ -251,6 +251,7 @@ class CostModel:
     source: dict[str, Any] = field(default_factory=dict)  # where the latencies come from
     ranges: dict[str, list[float]] = field(default_factory=dict)  # calibration ranges: ms, MMACs, per term
     classes_seen: list[str] = field(default_factory=list)
+    layer_types_seen: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -288,7 +289,8 @@ class CostModel:
             "coef_ms_per_unit": {k: round(v, 8) for k, v in self.coef.items()}, "coef_source": self.coef_source,
             "transfer_ratio_to_" + TRANSFER_BASE: self.transfer, "loo": {**self.loo.summary(), "errors": {k: round(v, 4) for k, v in
                                                                               self.loo.errors.items()}},
-            "rows": self.rows, "ranges": self.ranges, "classes_seen": self.classes_seen, "source": self.source,
+            "rows": self.rows, "ranges": self.ranges, "classes_seen": self.classes_seen,
+            "layer_types_seen": self.layer_types_seen, "source": self.source,
             "base": self.base.key if self.base is not None else None, "description": self.describe(),
         }
 
@@ -301,6 +303,7 @@ class CostModel:
             rows=list(d["rows"]), loo=LooStats({k: float(v) for k, v in d["loo"]["errors"].items()}),
             transfer=dict(d.get("transfer_ratio_to_" + TRANSFER_BASE, {})), base=base, source=dict(d.get("source", {})),
             ranges={k: list(v) for k, v in d.get("ranges", {}).items()}, classes_seen=list(d.get("classes_seen", [])),
+            layer_types_seen=list(d.get("layer_types_seen", [])),
         )
 
 
@@ -375,5 +378,6 @@ def fit_model(rows: Sequence[Row], *, device: str, runtime: str, threads: int, p
     full.source = dict(source or {})
     full.ranges = _ranges(rows, the_terms)
     full.classes_seen = _classes_seen(rows)
+    full.layer_types_seen = sorted({t for r in rows for t in r.features.layer_types})
     full.transfer = {t: round(float(v), 5) for t, v in (transfer or {}).items()}
     return full
