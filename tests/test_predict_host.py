@@ -26,7 +26,8 @@ def test_calibrate_host_then_predict_host(runtime, tmp_path, monkeypatch) -> Non
     doc = json.loads(model_file.read_text())
     assert doc["model"]["runtime"] == runtime and len(doc["model"]["rows"]) == 5
     assert all(r["measured_ms"] > 0 for r in doc["model"]["rows"])
-    artifact = next((tmp_path / "cache" / "predict" / "nets").glob("mobilenet_v2-*"))
+    suffix = ".ncnn" if runtime == "ncnn" else ".onnx"
+    artifact = next((tmp_path / "cache" / "predict" / "nets").glob(f"mobilenet_v2-*{suffix}"))
     out = tmp_path / "p.json"
     res = CliRunner().invoke(app, ["predict", str(artifact), "--device", "host", "--runtime", runtime,
                                    "--threads", "1", "--json", str(out)])
