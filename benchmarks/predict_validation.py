@@ -107,13 +107,17 @@ def _token_ratio() -> float:
 
 
 def zoo_on_boards(log) -> tuple[list[str], dict]:
+    from edgevit.bench.profiles import load_profile
     from edgevit.models import list_models
-    from edgevit.predict.api import predict
+    from edgevit.predict.api import choose_model, input_features, predict_features
 
-    names = list_models()
+    feats = [input_features(name, "ncnn", log=log) for name in list_models()]  # one ncnn graph per model
     table: dict[str, dict[str, list[float]]] = {}
     for dev in BOARD_PROFILES:
-        for p in predict(names, device=dev, precision="fp32", log=log):
+        profile = load_profile(dev)
+        model, _ = choose_model(profile, runtime="ncnn", threads=None, precision="fp32")
+        for f, artifact in feats:
+            p = predict_features(f, model, profile, artifact=artifact)
             table.setdefault(p.model, {})[dev] = [round(p.predicted_ms, 1), *(round(x, 1) for x in p.interval_ms)]
     lines = ["| zoo model | " + " | ".join(f"{d} ncnn fp32 ms (80% interval)" for d in BOARD_PROFILES) + " |",
              "|---|" + "---:|" * len(BOARD_PROFILES)]

@@ -136,11 +136,24 @@ def calibrate_host(*, runtime: str = "ncnn", threads: int | None = None, network
     source = {"board": f"this host ({host.cpu} x{host.cores})", "cpu": host.cpu, "fingerprint": host.fingerprint,
               "created": datetime.now(UTC).isoformat(timespec="seconds"), "runtime": runtime,
               "latency": f"edgevit bench {statistic} of {runs} runs", **setup}
-    model = fit_model(rows, device="host", runtime=runtime, threads=th, precision="fp32", structure=_structure(),
-                      source=source)
+    model = select_host_structure(rows, runtime=runtime, threads=th, source=source)
     doc = {"schema": HOST_SCHEMA, "model": model.to_dict()}
     path = write_json(out or host_model_path(runtime, th, root), doc)
     return model, path
+
+
+def select_host_structure(rows: Sequence[Row], *, runtime: str, threads: int, source: dict[str, Any]) -> CostModel:
+    """Fit every candidate structure on the host's rows and keep the best by leave-one-out (largest share
+    within ±20 %, then lowest median), the criterion the board predictors use; the scores are recorded."""
+    from edgevit.predict.costmodel import STRUCTURES
+
+    fits = {s: fit_model(rows, device="host", runtime=runtime, threads=threads, precision="fp32", structure=s,
+                         source=source) for s in STRUCTURES}
+    best = min(fits, key=lambda s: (-round(fits[s].loo.within(0.2), 3), fits[s].loo.median_abs,
+                                    s != _structure()))
+    model = fits[best]
+    model.source["structure_selection"] = {s: m.loo.summary() for s, m in fits.items()}
+    return model
 
 
 def load_host_model(path: Path) -> CostModel | None:

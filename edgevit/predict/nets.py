@@ -5,7 +5,8 @@ Each is a compact PyTorch definition of a published architecture at its usual 22
 random: only latency matters). The set spans what the cost model's terms need: dense, 3x3 and
 depthwise convs (ResNet, VGG, MobileNet v1/v2/v3, SqueezeNet, ShuffleNet v2, EfficientNet-B0, AlexNet),
 token GEMMs, attention, LayerNorm and GELU (ViT-Ti/S, DeiT-Ti at 160 px, ConvNeXt-style blocks in token
-form). Attention splits q/k/v and reshapes at rank 4 so that pnnx maps it to ncnn.
+form, a non-local ResNet-18 whose attention stays MatMul + Softmax), some also at 160 px. Attention splits
+q/k/v and reshapes at rank 4 so that pnnx maps it to ncnn.
 """
 from __future__ import annotations
 
@@ -341,6 +342,49 @@ def convnext_nano() -> nn.Module:
 @register("convnext_femto")
 def convnext_femto() -> nn.Module:
     return _convnext((48, 96, 192, 384), (2, 2, 6, 2))
+
+
+class NonLocal(nn.Module):
+    """Non-local block (Wang et al. 2018): embedded-Gaussian attention over all positions, explicit
+    MatMul + Softmax (pnnx keeps them as MatMul/Softmax layers, as in the zoo's attention)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        inner = c // 2
+        self.theta, self.phi, self.g = nn.Conv2d(c, inner, 1), nn.Conv2d(c, inner, 1), nn.Conv2d(c, inner, 1)
+        self.out = conv_bn(inner, c, 1, act=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.theta(x).flatten(2).transpose(1, 2)  # (b, hw, c/2)
+        k = self.phi(x).flatten(2)  # (b, c/2, hw)
+        v = self.g(x).flatten(2).transpose(1, 2)
+        a = torch.softmax(q @ k, dim=-1)
+        y = (a @ v).transpose(1, 2).reshape(b, c // 2, h, w)
+        return x + self.out(y)
+
+
+@register("nonlocal_resnet18")
+def nonlocal_resnet18() -> nn.Module:
+    net = _resnet("basic", (2, 2, 2, 2))
+    layers = list(net.children())
+    # after the first block of stage 3 (28x28 -> 14x14 at 224 px) and of stage 4
+    return nn.Sequential(*layers[:7], NonLocal(256), *layers[7:9], NonLocal(512), *layers[9:])
+
+
+def _at(name: str, size: int) -> None:
+    """The same architecture at another input size: more calibration rows with other shapes."""
+    register(f"{name}_{size}", img_size=size)(NETWORKS[name])
+
+
+for _name in ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3", "efficientnet_b0", "shufflenet_v2",
+              "convnext_nano", "nonlocal_resnet18"):
+    _at(_name, 160)
+
+
+@register("vit_small_160", img_size=160)
+def vit_small_160() -> nn.Module:
+    return ViT(384, 12, 6, img=160)
 
 
 def build(name: str) -> nn.Module:
