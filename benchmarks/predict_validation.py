@@ -141,8 +141,25 @@ def host_section() -> list[str]:
                 f"- calibration: {d['calibration']['description']}",
                 f"- zoo: median absolute error {pct(s['median_abs_error'], '.1%')} over {s['models']} models (goal <= 15%); "
                 f"within ±20% {pct(s['within_20'])}; measurement inside the 80% interval {pct(s['inside_80_interval'])}",
-                f"- table: `{f.with_suffix('.md').relative_to(ROOT)}`", ""]
+                f"- table: `{f.with_suffix('.md').relative_to(ROOT)}`",
+                f"- measurement noise: {_twin_spread(d['zoo'])}", ""]
     return out
+
+
+def _twin_spread(zoo: list[dict]) -> str:
+    """Zoo models whose deploy graphs are identical (same features, e.g. cabvit_h_lN and fcaformer_lN)
+    measured in the same run: how far apart their measurements are, the floor of any comparison."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in zoo:
+        if "measured_ms" in r:
+            groups.setdefault((r["mmacs"], r["predicted_ms"]), []).append(r)
+    pairs = [g for g in groups.values() if len(g) > 1]
+    if not pairs:
+        return "no identical graphs to compare"
+    spread = [max(x["measured_ms"] for x in g) / min(x["measured_ms"] for x in g) - 1 for g in pairs]
+    names = "; ".join("/".join(x["model"] for x in g) for g in pairs)
+    return (f"identical graphs measured up to {max(spread):.0%} apart (median {statistics.median(spread):.0%}) "
+            f"in this run ({names})")
 
 
 CANNOT = """- **Transformer kernels on a board whose table has none.** RK3288's published table (2022-01, ncnn
@@ -161,9 +178,9 @@ CANNOT = """- **Transformer kernels on a board whose table has none.** RK3288's 
   the same network moved up to 1.7x between versions. The predictor describes the published ncnn, not
   today's, and benchncnn's defaults (fp16 storage, fp16 arithmetic on ARMv8.2+), not edgevit's fp32
   runner setting.
-- **int8** rests on 6-8 networks per table (the int8 rows of benchncnn) and is markedly less accurate
-  than fp32; an fp32 graph predicted at int8 assumes ncnn2int8 quantizes Convolution/ConvolutionDepthWise
-  only.
+- **int8** rests on 6-8 networks per table (the int8 rows of benchncnn): pooled it is about as accurate
+  as fp32, but each table's statistics come from 8 points; an fp32 graph predicted at int8 assumes
+  ncnn2int8 quantizes Convolution/ConvolutionDepthWise only (no zoo int8 ncnn export exists to check).
 - **Detection heads** (PriorBox, DetectionOutput, YOLO output layers) carry no work term; data-dependent
   NMS time is not modelled. Threads other than those published (e.g. 2 on RK3288) have no predictor.
 """
