@@ -75,6 +75,7 @@ class DeviceProfile:
     runtime_options: dict[str, Any] = field(default_factory=dict)  # e.g. ncnn {powersave: 2} on big.LITTLE
     gate: GateSettings = field(default_factory=GateSettings)
     references: tuple[Reference, ...] = ()
+    predict_board: str = ""  # board id of the published latency tables its predictor is fitted on (edgevit predict)
     notes: str = ""
     path: str = ""
     detected: bool = False  # True when the fields describe this machine (the `host` profile)
@@ -93,6 +94,7 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {  # key -> (types, r
     "memory_gb": ((int, float), False), "gpu": (str, False), "runtime": (str, True),
     "fallback_runtimes": (list, False), "precisions": (list, True), "batch": (list, False),
     "runtime_options": (dict, False), "gate": (dict, False), "references": (list, False), "notes": (str, False),
+    "predict_board": (str, False),
 }
 _REF_FIELDS = {"model": str, "latency_ms": (int, float), "threads": int, "batch": int,
                "memory_mb": (int, float), "source": str}
@@ -194,6 +196,12 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
         raise _err(where, f"gate.rel_tolerance must be in (0, 5), got {gate.rel_tolerance}")
     if gate.abs_floor_ms < 0:
         raise _err(where, f"gate.abs_floor_ms must be >= 0, got {gate.abs_floor_ms}")
+    board = data.get("predict_board") or ""
+    if board:
+        from edgevit.predict.data import board_ids
+
+        if board not in board_ids():
+            raise _err(where, f"predict_board {board!r} has no published tables; known: {', '.join(board_ids())}")
     refs = []
     for i, raw in enumerate(data.get("references") or []):
         rwhere = f"{where} references[{i}]"
@@ -214,7 +222,8 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
         frequency_ghz=data.get("frequency_ghz"), memory_gb=data.get("memory_gb"), gpu=data.get("gpu") or "",
         runtime=data["runtime"], fallback_runtimes=tuple(fallbacks), precisions=tuple(precisions),
         runtime_options=dict(data.get("runtime_options") or {}),
-        batch=tuple(batch), gate=gate, references=tuple(refs), notes=(data.get("notes") or "").strip(),
+        batch=tuple(batch), gate=gate, references=tuple(refs), predict_board=board,
+        notes=(data.get("notes") or "").strip(),
         path=where, detected=detected,
     )
 

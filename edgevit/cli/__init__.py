@@ -8,6 +8,7 @@ from edgevit.cli import models, targets  # noqa: E402,F401  isort: skip
 from edgevit.cli import doctor  # noqa: E402,F401  isort: skip
 from edgevit.cli import export, verify  # noqa: E402,F401  isort: skip
 from edgevit.cli import bench, regress  # noqa: E402,F401  isort: skip
+from edgevit.cli import predict  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:

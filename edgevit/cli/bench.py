@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -181,6 +182,15 @@ def _fleet(path: Path, inputs: list[str], suite: str | None, protocol: dict[str,
         raise BenchFailure(f"{len(errors)} board(s) failed, {sum(not r.ok for _, r in named)} with failed cases")
 
 
+def _predicts(p: Any) -> str:
+    """Which board data `edgevit predict` uses for a profile (or how to get it for this host)."""
+    from edgevit.predict.api import available
+
+    if available(p):
+        return p.predict_board or "host"
+    return "calibrate" if p.detected else "—"
+
+
 def _warn(warnings: list[str]) -> None:
     if not warnings:
         return
@@ -194,30 +204,38 @@ def _warn(warnings: list[str]) -> None:
 def devices_cmd(
     name: Annotated[str | None, typer.Argument(metavar="PROFILE", help="Show one profile in full.")] = None,
     json_out: Annotated[bool, typer.Option("--json", metavar="", help="Machine-readable output.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", metavar="", help="Also each profile's latency gate.")] = False,
 ) -> None:
-    """List the device profiles: architecture, cores/threads, frequency, memory, runtime, precisions."""
+    """List the device profiles: architecture, cores/threads, frequency, runtime, precisions, predictor data."""
     from edgevit.bench.api import available_runtimes
-    from edgevit.richtable import Column, table
     from edgevit.bench.profiles import describe_profile, detect_host, host_mismatches, list_profiles, load_profile
+    from edgevit.predict.api import available
+    from edgevit.richtable import Column, table
 
     host = detect_host()
     profiles = [load_profile(name)] if name else list_profiles()
     if json_out:
-        typer.echo(json.dumps([p.to_dict() | {"this_machine": not host_mismatches(p, host)} for p in profiles],
+        typer.echo(json.dumps([p.to_dict() | {"this_machine": not host_mismatches(p, host),
+                                              "predictors": [asdict(r) for r in available(p)]} for p in profiles],
                               indent=2))
         return
     if name:
         for line in describe_profile(profiles[0], host):
             console.print(line, highlight=False, soft_wrap=True)
+        for r in available(profiles[0]):
+            console.print(f"  predictor: {r.key} — {r.networks} networks, LOO median error {r.loo_median:.0%} "
+                          f"({r.origin})", highlight=False, soft_wrap=True)
         return
     avail = available_runtimes()
     cols = [Column("name", numeric=False, wrap=False), Column("arch", numeric=False), Column("cores"), Column("GHz"),
-            Column("runtime", numeric=False), Column("precisions", numeric=False), Column("gate", numeric=False)]
+            Column("runtime", numeric=False, wrap=False), Column("precisions", numeric=False),
+            Column("gate", numeric=False, wide=True), Column("predicts", numeric=False, wrap=False)]
     rows = [[p.name, p.arch, f"{p.cores}/{p.threads}", str(p.frequency_ghz or "—"),
              p.runtime + ("" if avail.get(p.runtime) == "" else "*"), ", ".join(p.precisions),
-             f"{p.gate.rel_tolerance:.0%}+{p.gate.abs_floor_ms:g}ms"] for p in profiles]
+             f"{p.gate.rel_tolerance:.0%}+{p.gate.abs_floor_ms:g}ms", _predicts(p)] for p in profiles]
     console.print(table(cols, rows, title=f"device profiles (this machine: {host.cpu} x{host.cores}, {host.arch})",
-                        caption="cores: cores/threads; * runtime not installed here; gate: tolerance + floor"))
+                        caption="cores: cores/threads; * runtime not installed here; predicts: the board data "
+                        "`edgevit predict` uses (edgevit devices NAME)", wide=wide))
 
 
 @app.command("merge")
