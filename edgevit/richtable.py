@@ -1,7 +1,8 @@
 """Terminal tables that fit 80 columns and never cut a number.
 
-Numbers sit in no-wrap columns as wide as their widest cell; only text columns (names, notes) may fold
-onto a second line. A light box spends 3 characters per column instead of Rich's default borders.
+Number columns never wrap (their headers are stacked a word per line); text columns wrap at spaces.
+`show` prints a table that cannot fit the terminal at its natural width instead of squeezing it, so a
+number is never broken or cut. A light box spends 3 characters per column instead of Rich's default borders.
 Commands show their essential columns by default and every column with `--wide`.
 """
 from __future__ import annotations
@@ -33,15 +34,31 @@ def table(columns: Sequence[Column], rows: Sequence[Sequence[str]], *, title: st
                 pad_edge=False, show_edge=False)
     for i in keep:
         col = columns[i]
-        cells = [str(r[i]) for r in rows]
-        widest_word = max((len(w) for w in col.header.split()), default=1)
-        whole = col.numeric or not col.wrap
-        width = max([len(c) for c in cells] + [widest_word]) if whole else None
-        out.add_column(col.header, justify="right" if col.numeric else "left", no_wrap=whole,
-                       min_width=width, overflow="fold")
+        # numbers never wrap (their header is stacked word by word instead); text wraps at spaces
+        header = col.header.replace(" ", "\n") if col.numeric else col.header
+        out.add_column(header, justify="right" if col.numeric else "left", no_wrap=col.numeric or not col.wrap,
+                       overflow="fold")
     for n, r in enumerate(rows):
         out.add_row(*(str(r[i]) for i in keep), style=(styles[n] if styles else None))
     return out
+
+
+def show(console: Any, renderable: Table) -> None:
+    """Print a table at the console's width when it fits there (wrapping text at spaces); a table that
+    cannot fit even so (`--wide` on a narrow terminal) is printed at its natural width instead, so no
+    number is ever broken or cut."""
+    from rich.measure import Measurement
+
+    need = Measurement.get(console, console.options.update(max_width=100_000), renderable)
+    if need.minimum <= console.width:
+        console.print(renderable)
+        return
+    width = console.width
+    console.width = need.maximum  # Rich clamps print(width=...) to the console's: widen it for this table
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
 
 
 def fmt(value: Any, spec: str = ".2f") -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from edgevit.bench.profiles import DeviceProfile, HostInfo, detect_host, host_mismatches, load_profile
 from edgevit.bench.protocol import Protocol
 from edgevit.bench.runner import Case, CaseResult, run_cases
+from edgevit import progress
 from edgevit.errors import ConfigError, EdgeVitError, UnavailableError
 
 SCHEMA = "edgevit.bench/1"
@@ -240,6 +241,8 @@ def plan(
     for f in files:
         cases.extend(_file_cases(f, runtime, precisions, batches, n_threads, used_runtimes))
     _apply_runner_options(cases, {**prof.runtime_options, **(options or {})})
+    if mismatch:
+        _attach_predictions(cases, prof)
     if reference:
         cases.insert(0, reference_case(n_threads, cache_root))
         if "onnxruntime" not in used_runtimes:
@@ -294,6 +297,27 @@ def _model_case(model: str, runtime: str, target: str, precision: str, batch: in
         return case
     info = {"img_size": art.record.img_size, "params": art.record.params, "macs": art.record.macs}
     return _case(art.path, model, runtime, target, precision, batch, threads, info, note)
+
+
+def _attach_predictions(cases: list[Case], prof: DeviceProfile) -> None:
+    """Measured off the device: each case also gets the device's predicted latency (its profile's
+    predictor, for the case's precision and the profile's own runtime and threads), shown beside the
+    host's measurement and labelled as a prediction. A case without a predictor simply has none."""
+    from edgevit.predict.api import available, prediction_for_case
+
+    if not available(prof):
+        return
+    with progress.step(f"predict for {prof.name}", total=len(cases)) as advance:
+        for c in cases:
+            item = c.model or c.artifact
+            pred = prediction_for_case(item, device=prof.name, precision=c.precision,
+                                       img_size=c.img_size) if item and not c.error else None
+            if pred is not None:
+                c.predicted = {"device": pred.device, "runtime": pred.runtime, "threads": pred.threads,
+                               "precision": pred.precision, "predicted_ms": round(pred.predicted_ms, 2),
+                               "interval_ms": [round(v, 2) for v in pred.interval_ms],
+                               "calibration": pred.calibration, "extrapolates": pred.extrapolates}
+            advance(1)
 
 
 def _apply_runner_options(cases: list[Case], options: dict[str, Any]) -> None:

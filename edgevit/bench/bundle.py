@@ -49,11 +49,25 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imports(path: Path) -> set[str]:
+def _top_level(tree: ast.Module) -> list[ast.AST]:
+    """The statements that run when a module is imported (not function bodies, not TYPE_CHECKING blocks)."""
+    out: list[ast.AST] = []
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        out += list(ast.walk(node)) if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+            else []
+    return out
+
+
+def _imports(path: Path, *, deep: bool = True) -> set[str]:
     """Every edgevit module a file names in an import statement (absolute imports; the package uses no
-    relative ones), including `from edgevit.x import y` where y may itself be a module."""
+    relative ones), including `from edgevit.x import y` where y may itself be a module. `deep` follows
+    imports inside functions too (the entry modules, whose functions run on the board); otherwise only
+    what importing the module runs (a library module's lazy imports serve the workstation side)."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    for node in (ast.walk(tree) if deep else _top_level(tree)):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.split(".")[0] == "edgevit"}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -82,7 +96,7 @@ def closure(start: list[str]) -> dict[str, Path]:
             f = _module_file(sub) if sub != "edgevit" else PACKAGE / "__init__.py"
             if f is not None and sub not in found:
                 found[sub] = f
-                todo.extend(_imports(f))
+                todo.extend(_imports(f, deep=sub in start))
     return dict(sorted(found.items()))
 
 

@@ -47,6 +47,7 @@ class Case:
     options: dict[str, Any] = field(default_factory=dict)
     reference: bool = False  # the gate's machine-speed reference case
     error: str = ""  # why it could not even be prepared (its export failed): reported, never run
+    predicted: dict[str, Any] | None = None  # off the device: the profile's predicted latency for this case
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

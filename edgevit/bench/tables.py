@@ -94,6 +94,9 @@ def rows(results: "BenchResults") -> list[dict[str, Any]]:
             "params_m": round(c.params / 1e6, 3) if c.params else None,
             "gmacs": round(c.macs / 1e9, 3) if c.macs else None,
             "reference_ms": _reference_ms(results, c.model, c.batch),
+            "predicted_ms": (c.predicted or {}).get("predicted_ms"),
+            "predicted_interval_ms": "-".join(f"{v:.0f}" for v in (c.predicted or {}).get("interval_ms", [])) or None,
+            "predicted_for": (c.predicted or {}).get("device"),
             "runtime_version": r.runtime_version, "runtime_note": c.runtime_note,
             "profile": s["profile"], "on_device": s["on_device"], "measured_on": measured_on(results),
             "board": (s.get("board") or {}).get("name", ""), "host_cpu": results.host.get("cpu"),
@@ -127,10 +130,12 @@ MD_COLUMNS = (("case", "id"), ("median ms", "median_ms"), ("p90 ms", "p90_ms"), 
               ("mean ± std ms", None), ("min ms", "min_ms"), ("max ms", "max_ms"), ("runs", "runs"),
               ("load ms", "load_ms"), ("first ms", "first_ms"), ("peak RSS MB", "peak_rss_mb"),
               ("size MB", "model_size_mb"), ("GMACs", "gmacs"), ("params M", "params_m"),
-              ("published ms", "reference_ms"))
+              ("published ms", "reference_ms"), ("predicted for the device ms (80% interval)", "predicted"))
 
 
 def _cell(row: dict[str, Any], key: str | None) -> str:
+    if key == "predicted":
+        return "—" if row["predicted_ms"] is None else f"{row['predicted_ms']:.0f} ({row['predicted_interval_ms']})"
     if key is None:
         return f"{_f(row['mean_ms'])} ± {_f(row['std_ms'])}" if row["ok"] else "—"
     value = row.get(key)
@@ -139,7 +144,7 @@ def _cell(row: dict[str, Any], key: str | None) -> str:
     if key == "runs":
         return "—" if value is None else str(int(value))
     if isinstance(value, float):
-        return _f(value, ".3f" if key in ("gmacs", "params_m", "model_size_mb") else ".2f")
+        return _f(value, ".3f" if key in ("gmacs", "params_m") else ".2f")
     return "—" if value is None else str(value)
 
 
@@ -187,7 +192,7 @@ def parse_markdown_table(text: str) -> list[dict[str, str]]:
 TERMINAL_COLUMNS = (
     ("median ms", "median_ms", False), ("p90 ms", "p90_ms", False), ("p99 ms", "p99_ms", True),
     ("mean ± std", None, True), ("min ms", "min_ms", True), ("runs", "runs", True), ("load ms", "load_ms", True),
-    ("first ms", "first_ms", False), ("peak RSS MB", "peak_rss_mb", False), ("size MB", "model_size_mb", False),
+    ("first ms", "first_ms", True), ("peak RSS MB", "peak_rss_mb", False), ("size MB", "model_size_mb", False),
     ("GMACs", "gmacs", True), ("published ms", "reference_ms", True),
 )
 
@@ -218,6 +223,8 @@ def bench_table(results: "BenchResults", *, wide: bool = False) -> "Table":
     caption = (f"{', '.join(s['runtimes'])} {results.versions.get(s['runtimes'][0], '') if s['runtimes'] else ''}; "
                f"{s['threads']} threads; {host_line(results)}")
     shown = [(h, k, w) for h, k, w in TERMINAL_COLUMNS if s["on_device"] or k != "reference_ms"]
+    if any(c.case.predicted for c in results.cases):  # off the device: its predicted latency, labelled
+        shown.append((f"predicted on {s['profile']} ms", "predicted", False))
     cols = [Column("case", numeric=False, wrap=False)] + [Column(h, wide=w) for h, _k, w in shown]
     keys = [k for _h, k, _w in shown]
     data = rows(results)

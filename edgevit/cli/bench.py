@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from edgevit.cli.app import app, console, err_console, parse_key_values
+from edgevit.richtable import show
 
 
 @app.command("bench")
@@ -67,9 +68,8 @@ def bench_cmd(
 ) -> None:
     """Measure latency (median, p90, p99, spread), load time, first inference and peak RSS, one fresh
     process per case, under a device profile; here, on a board (--on) or on a fleet (--fleet)."""
-    from edgevit.errors import ConfigError
-
     from edgevit.bench import outputs
+    from edgevit.errors import ConfigError
 
     overrides = {"warmup": warmup, "runs": runs, "min_seconds": min_seconds}
     options = parse_key_values(runtime_option, "--runtime-option")
@@ -133,7 +133,7 @@ def _report(res: "Any", json_out: str | None, csv_out: str | None, md_out: str |
 
     if warn_cases:  # seen while measuring (a board that throttled); the plan's warnings came before the run
         _warn([f"{r.case.id}: {w}" for r in res.cases for w in r.warnings])
-    console.print(tables.bench_table(res, wide=wide))
+    show(console, tables.bench_table(res, wide=wide))
     for line in tables.failure_lines(res):
         err_console.print(f"[red]failed:[/] {line}", soft_wrap=True, highlight=False)
     for line in outputs.write(res, outputs.Outputs(json_out, csv_out, md_out, plot_out)):
@@ -167,7 +167,7 @@ def _fleet(path: Path, inputs: list[str], suite: str | None, protocol: dict[str,
         _warn(res.setup["warnings"])
         _report(res, json_out, csv_out, md_out, None, fail=False, warn_cases=False, wide=wide)
     if named:
-        console.print(fl.combined_table(named))
+        show(console, fl.combined_table(named))
     if md_out is not None and named:
         target = Path(md_out)
         combined = (target if target.is_dir() or md_out.endswith("/") else target.parent) / "fleet.md"
@@ -208,9 +208,15 @@ def devices_cmd(
 ) -> None:
     """List the device profiles: architecture, cores/threads, frequency, runtime, precisions, predictor data."""
     from edgevit.bench.api import available_runtimes
-    from edgevit.bench.profiles import describe_profile, detect_host, host_mismatches, list_profiles, load_profile
+    from edgevit.bench.profiles import (
+        describe_profile,
+        detect_host,
+        host_mismatches,
+        list_profiles,
+        load_profile,
+    )
     from edgevit.predict.api import available
-    from edgevit.richtable import Column, table
+    from edgevit.richtable import Column, show, table
 
     host = detect_host()
     profiles = [load_profile(name)] if name else list_profiles()
@@ -233,7 +239,7 @@ def devices_cmd(
     rows = [[p.name, p.arch, f"{p.cores}/{p.threads}", str(p.frequency_ghz or "—"),
              p.runtime + ("" if avail.get(p.runtime) == "" else "*"), ", ".join(p.precisions),
              f"{p.gate.rel_tolerance:.0%}+{p.gate.abs_floor_ms:g}ms", _predicts(p)] for p in profiles]
-    console.print(table(cols, rows, title=f"device profiles (this machine: {host.cpu} x{host.cores}, {host.arch})",
+    show(console, table(cols, rows, title=f"device profiles (this machine: {host.cpu} x{host.cores}, {host.arch})",
                         caption="cores: cores/threads; * runtime not installed here; predicts: the board data "
                         "`edgevit predict` uses (edgevit devices NAME)", wide=wide))
 
@@ -257,7 +263,7 @@ def merge_cmd(
     for path in results:
         res = load_results(path)
         named.append((fl.device_name(res), res))
-    console.print(fl.combined_table(named))
+    show(console, fl.combined_table(named))
     if md_out is not None:
         err_console.print(f"wrote {atomic_write_text(md_out, fl.combined_markdown(named))}")
     if plot_out is not None:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgevit.cli.app import app, console
-from edgevit.richtable import Column, table
+from edgevit.richtable import Column, show, table
 
 
 def _mark(ok: bool) -> str:
@@ -47,10 +47,10 @@ def doctor_cmd(
     rows = [[r["target"], _mark(r["available"]), escape(r["version"] or "—"),
              ",".join(p + ("*" if p == r["default_precision"] else "") for p in r["precisions"]),
              _mark(r["verify"] == "runs the artifact")] for r in data["targets"]]
-    console.print(table(cols, rows, title="export targets", caption="* default precision"))
+    show(console, table(cols, rows, title="export targets", caption="* default precision"))
     cols = [Column(h, numeric=False) for h in ("runtime", "available", "version")]
     rows = [[escape(r["runtime"]), _mark(r["available"]), escape(r["version"] or "—")] for r in data["runtimes"]]
-    console.print(table(cols, rows, title="runtimes"))
+    show(console, table(cols, rows, title="runtimes"))
     for kind, key in (("target", "targets"), ("runtime", "runtimes")):  # the fixes, one line each, never cut
         for r in data[key]:
             if not r["available"]:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from edgevit.cli.app import app, console
-from edgevit.richtable import Column, fmt, table
+from edgevit.richtable import Column, fmt, show, table
 
 
 @app.command("models")
@@ -42,7 +42,7 @@ def models_cmd(
     notes = ["* no official checkpoint (built from the paper)"] if not all(r["official_checkpoint"] for r in rows) else []
     if any(r["params_m"] is None for r in rows):
         notes.append("— not counted yet: edgevit models --count")
-    console.print(table(cols, cells, title="edgevit model zoo", caption="; ".join(notes), wide=wide))
+    show(console, table(cols, cells, title="edgevit model zoo", caption="; ".join(notes), wide=wide))
 
 
 def _families() -> list[str]:
@@ -83,5 +83,5 @@ def info_cmd(
     console.print("default config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()), highlight=False,
                   soft_wrap=True)
     cols = [Column("name", numeric=False, wrap=False), Column("type", numeric=False), Column("params")]
-    console.print(table(cols, [[c["name"], c["type"], f"{c['params']:,}"] for c in children],
+    show(console, table(cols, [[c["name"], c["type"], f"{c['params']:,}"] for c in children],
                         title="top-level layers"))

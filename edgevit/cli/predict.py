@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from edgevit.cli.app import app, console, err_console
-from edgevit.richtable import Column, table
+from edgevit.richtable import Column, show, table
 
 
 @app.command("predict")
@@ -42,7 +42,7 @@ def predict_cmd(
     rows = [[p.model, f"{p.predicted_ms:.1f}", f"{p.interval_ms[0]:.1f}-{p.interval_ms[1]:.1f}", f"{p.mmacs:.0f}",
              "yes" if p.extrapolates else "no"] for p in preds]
     title = f"predicted on {p0.device} ({p0.runtime}, {p0.threads} threads, {p0.precision}): not a measurement"
-    console.print(table(cols, rows, title=title, caption=p0.calibration))
+    show(console, table(cols, rows, title=title, caption=p0.calibration))
     for p in preds:
         for w in p.extrapolation:
             err_console.print(f"[yellow]{escape(p.model)} extrapolates:[/] {escape(w)}", highlight=False,

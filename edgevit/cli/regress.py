@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from edgevit.cli.app import app, console, err_console
+from edgevit.richtable import show
 
 
 @app.command("regress")
@@ -46,8 +47,7 @@ def regress_cmd(
     predicted latency); exit 1 on a regression."""
     from edgevit.bench import tables
     from edgevit.bench.regress import regress
-    from edgevit.errors import RegressionError
-    from edgevit.errors import ConfigError
+    from edgevit.errors import ConfigError, RegressionError
     from edgevit.files import atomic_write_json, atomic_write_text
 
     if predicted:
@@ -57,7 +57,7 @@ def regress_cmd(
         raise ConfigError("give RESULTS and --baseline FILE (or --predicted with --base, --head and --device)")
     report = regress(current, baseline, tolerance=tolerance, floor_ms=floor_ms, confidence=confidence,
                      normalize=normalize, statistic=statistic, update=update)
-    console.print(tables.regress_table(report))
+    show(console, tables.regress_table(report))
     for note in report.notes:
         err_console.print(f"[dim]{note}[/]")
     if markdown is not None:
@@ -82,7 +82,7 @@ def _predicted(base: Path | None, head: Path | None, device: str | None, toleran
     from edgevit.errors import ConfigError, RegressionError
     from edgevit.files import atomic_write_json
     from edgevit.predict.gate import compare_predicted
-    from edgevit.richtable import Column, table
+    from edgevit.richtable import Column, show, table
 
     if base is None or head is None or device is None:
         raise ConfigError("--predicted needs --base DIR, --head DIR and --device PROFILE")
@@ -96,7 +96,7 @@ def _predicted(base: Path | None, head: Path | None, device: str | None, toleran
         rows.append([c.model, "—" if c.base_ms is None else f"{c.base_ms:.1f}",
                      "—" if c.head_ms is None else f"{c.head_ms:.1f}", "—" if c.ratio is None else f"{c.ratio:.3f}",
                      c.verdict, f"{top[0]} {top[1]:+.1f} ms" if top else ""])
-    console.print(table(cols, rows, title=f"predicted latency gate on {rep.device}", styles=[
+    show(console, table(cols, rows, title=f"predicted latency gate on {rep.device}", styles=[
         "red" if c.verdict == "regression" else None for c in rep.cases],
         caption=f"{rep.predictor}; tolerance {rep.tolerance:.0%} + {rep.floor_ms:g} ms"))
     if json_out is not None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgevit.cli.app import app, console
-from edgevit.richtable import Column, table
+from edgevit.richtable import Column, show, table
 
 if TYPE_CHECKING:
     from edgevit.verify import VerifyReport
@@ -31,7 +31,7 @@ def print_report(rep: "VerifyReport", *, wide: bool = False) -> None:
     if rows:
         title = f"verify {Path(rep.artifact).name} [{rep.target} {rep.precision}]"
         caption = "" if rep.judged_top1 else "* top-1 recorded, not judged (seeded weights: labels mean nothing)"
-        console.print(table(VERIFY_COLUMNS, rows, title=title, caption=caption, wide=wide,
+        show(console, table(VERIFY_COLUMNS, rows, title=title, caption=caption, wide=wide,
                             styles=["red" if o.failures else None for o in rep.outputs]))
     for o in rep.outputs:
         for failure in o.failures:
