@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from edgevit.errors import ConfigError, EdgeVitError
 
@@ -131,6 +131,17 @@ class _EdgeVitGroup(TyperGroup):
             err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(one_line(exc))} "
                               "(a bug in edgevit; rerun with EDGEVIT_DEBUG=1 for the traceback)", soft_wrap=True)
             raise typer.Exit(INTERNAL_ERROR_EXIT) from None
+
+
+class EdgeVitCommand(TyperCommand):
+    """Help without Typer's `<type>` label after argument names: their metavar already says what goes there."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        import re
+
+        super().format_help(ctx, formatter)
+        label = re.compile(r"(?m)^(\s+[A-Z][\w|.]*) <[\w\[\]|, .]+>")
+        formatter.buffer[:] = [label.sub(r"\1", chunk) for chunk in formatter.buffer]
 
 
 def error_line(exc: BaseException) -> None:
