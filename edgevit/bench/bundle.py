@@ -13,9 +13,11 @@ into the board's cache: an unchanged edgevit pushes nothing on the next run.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import os
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +86,23 @@ def roots() -> list[str]:
     return sorted({*ROOTS, *(spec.runner.__module__ for spec in runtimes().values())})
 
 
+_PARSE_LOCK = threading.Lock()  # CPython 3.11's ast is not safe to use from several threads (a fleet opens
+# its boards in parallel): "SystemError: AST constructor recursion depth mismatch"
+
+
+@functools.lru_cache(maxsize=4)
+def _closure_cached(start: tuple[str, ...], stamp: tuple[tuple[str, float], ...]) -> dict[str, Path]:
+    with _PARSE_LOCK:
+        return _closure(list(start))
+
+
 def closure(start: list[str]) -> dict[str, Path]:
+    """Module name -> file for `start` and every edgevit module they import (computed once per source state)."""
+    stamp = tuple(sorted((str(f), f.stat().st_mtime) for f in PACKAGE.rglob("*.py")))
+    return dict(_closure_cached(tuple(start), stamp))
+
+
+def _closure(start: list[str]) -> dict[str, Path]:
     """Module name -> file for `start` and every edgevit module they import, with their packages."""
     found: dict[str, Path] = {}
     todo = list(start)

@@ -72,6 +72,7 @@ class DeviceProfile:
     memory_gb: float | None = None
     gpu: str = ""
     fallback_runtimes: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = ()  # the runtimes `--runtime auto` measures here (default: every CPU runtime)
     runtime_options: dict[str, Any] = field(default_factory=dict)  # e.g. ncnn {powersave: 2} on big.LITTLE
     gate: GateSettings = field(default_factory=GateSettings)
     references: tuple[Reference, ...] = ()
@@ -92,7 +93,8 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {  # key -> (types, r
     "name": (str, True), "title": (str, False), "arch": (str, True), "cpu": (str, True),
     "isa": (str, False), "cores": (int, True), "threads": (int, True), "frequency_ghz": ((int, float), False),
     "memory_gb": ((int, float), False), "gpu": (str, False), "runtime": (str, True),
-    "fallback_runtimes": (list, False), "precisions": (list, True), "batch": (list, False),
+    "fallback_runtimes": (list, False), "candidates": (list, False), "precisions": (list, True),
+    "batch": (list, False),
     "runtime_options": (dict, False), "gate": (dict, False), "references": (list, False), "notes": (str, False),
     "predict_board": (str, False),
 }
@@ -169,9 +171,13 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
         raise _err(where, f"threads ({data['threads']}) is more than 4x cores ({data['cores']})")
     known = _runtime_keys()
     fallbacks = data.get("fallback_runtimes") or []
-    for what, rt in (("runtime", data["runtime"]), *(("fallback runtime", f) for f in fallbacks)):
-        if rt not in known:
-            raise _err(where, f"{what} {rt!r} is not one of {', '.join(known)}")
+    candidates = data.get("candidates") or []
+    runtime_ok = [*known, "auto"]
+    for what, rt, allowed in (("runtime", data["runtime"], runtime_ok),
+                              *(("fallback runtime", f, known) for f in fallbacks),
+                              *(("candidate runtime", c, known) for c in candidates)):
+        if rt not in allowed:
+            raise _err(where, f"{what} {rt!r} is not one of {', '.join(allowed)}")
     precisions = data["precisions"]
     if not precisions:
         raise _err(where, f"field 'precisions' must list at least one of {', '.join(PRECISIONS)}")
@@ -220,7 +226,8 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
         name=name, title=data.get("title") or name, arch=data["arch"], cpu=data["cpu"],
         isa=data.get("isa") or "", cores=data["cores"], threads=data["threads"],
         frequency_ghz=data.get("frequency_ghz"), memory_gb=data.get("memory_gb"), gpu=data.get("gpu") or "",
-        runtime=data["runtime"], fallback_runtimes=tuple(fallbacks), precisions=tuple(precisions),
+        runtime=data["runtime"], fallback_runtimes=tuple(fallbacks), candidates=tuple(candidates),
+        precisions=tuple(precisions),
         runtime_options=dict(data.get("runtime_options") or {}),
         batch=tuple(batch), gate=gate, references=tuple(refs), predict_board=board,
         notes=(data.get("notes") or "").strip(),

@@ -48,6 +48,7 @@ class Case:
     reference: bool = False  # the gate's machine-speed reference case
     error: str = ""  # why it could not even be prepared (its export failed): reported, never run
     predicted: dict[str, Any] | None = None  # off the device: the profile's predicted latency for this case
+    verified: dict[str, Any] | None = None  # the artifact's verification against PyTorch (from its record)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -197,9 +197,10 @@ TERMINAL_COLUMNS = (
 )
 
 
-def _short_id(row: dict[str, Any]) -> str:
-    """The case id without runtime and threads (the caption names them)."""
-    return row["id"].replace(f"/{row['runtime']}", "").replace(f"/t{row['threads']}", "")
+def _short_id(row: dict[str, Any], one_runtime: bool) -> str:
+    """The case id without threads (and without the runtime when there is only one): the caption names them."""
+    short = row["id"].replace(f"/t{row['threads']}", "")
+    return short.replace(f"/{row['runtime']}", "") if one_runtime else short
 
 
 def bench_title(results: "BenchResults") -> str:
@@ -220,17 +221,30 @@ def bench_table(results: "BenchResults", *, wide: bool = False) -> "Table":
     from edgevit.richtable import Column, table
 
     s = results.setup
-    caption = (f"{', '.join(s['runtimes'])} {results.versions.get(s['runtimes'][0], '') if s['runtimes'] else ''}; "
-               f"{s['threads']} threads; {host_line(results)}")
+    runtimes = ", ".join(f"{rt} {results.versions.get(rt, '')}".strip() for rt in s["runtimes"])
+    caption = f"{runtimes}; {s['threads']} threads; {host_line(results)}"
     shown = [(h, k, w) for h, k, w in TERMINAL_COLUMNS if s["on_device"] or k != "reference_ms"]
     if any(c.case.predicted for c in results.cases):  # off the device: its predicted latency, labelled
         shown.append((f"predicted on {s['profile']} ms", "predicted", False))
     cols = [Column("case", numeric=False, wrap=False)] + [Column(h, wide=w) for h, _k, w in shown]
     keys = [k for _h, k, _w in shown]
     data = rows(results)
-    cells = [[_short_id(r) + ("" if r["ok"] else " (failed)"), *(_cell(r, k) for k in keys)] for r in data]
+    one = len({r["runtime"] for r in data if not r["id"].startswith("@")}) <= 1
+    cells = [[_short_id(r, one) + ("" if r["ok"] else " (failed)"), *(_cell(r, k) for k in keys)] for r in data]
     styles = ["red" if not r["ok"] else ("dim" if r["id"].startswith("@") else None) for r in data]
     return table(cols, cells, title=bench_title(results), caption=caption, wide=wide, styles=styles)
+
+
+def choice_lines(results: "BenchResults") -> list[str]:
+    """`--runtime auto`: one line per model naming the fastest candidate within the accuracy budget."""
+    from edgevit.bench.choose import Candidate, Choice, summary_line
+
+    lines = []
+    for data in (results.setup.get("auto") or {}).values():
+        cands = [Candidate(**c) for c in data["candidates"]]
+        chosen = next((c for c in cands if data["chosen"] and c.case == data["chosen"]["case"]), None)
+        lines.append(summary_line(Choice(data["model"], chosen, cands, data["budget"])))
+    return lines
 
 
 def failure_lines(results: "BenchResults") -> list[str]:

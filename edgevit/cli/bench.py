@@ -22,7 +22,8 @@ def bench_cmd(
     suite: Annotated[str | None, typer.Option(metavar="SUITE", help="Suite YAML or a shipped suite's name "
                                               "(paper, smoke).")] = None,
     runtime: Annotated[str | None, typer.Option(metavar="NAME", help="Runtime for model names (default: the "
-                                                "profile's).")] = None,
+                                                "profile's); auto measures the profile's candidate runtimes "
+                                                "and names the fastest within the accuracy budget.")] = None,
     precision: Annotated[list[str] | None, typer.Option("--precision", "-p", metavar="P", help="fp32, fp16, int8; "
                                                         "repeatable (default: the profile's).")] = None,
     threads: Annotated[int | None, typer.Option(metavar="N", help="Threads (default: the profile's).")] = None,
@@ -136,6 +137,8 @@ def _report(res: "Any", json_out: str | None, csv_out: str | None, md_out: str |
     show(console, tables.bench_table(res, wide=wide))
     for line in tables.failure_lines(res):
         err_console.print(f"[red]failed:[/] {line}", soft_wrap=True, highlight=False)
+    for line in tables.choice_lines(res):
+        console.print(line, soft_wrap=True, highlight=False)
     for line in outputs.write(res, outputs.Outputs(json_out, csv_out, md_out, plot_out)):
         err_console.print(line, soft_wrap=True, highlight=False)
     failed = [c for c in res.cases if not c.ok]
