@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevit import progress
 from edgevit.errors import CalibrationError
 
 
@@ -122,10 +123,12 @@ def quantize_variant(captured: Any, example: Any, calib: Any, float_nodes: froze
 
     prepared = prepare_pt2e(copy.deepcopy(captured), _quantizer(float_nodes, per_channel))
     seen = 0
-    with torch.no_grad():
+    total = len(getattr(calib, "calib", ())) or None
+    with torch.no_grad(), progress.step(f"calibrate on {total or 'the'} images", total=total) as advance:
         for xb in calibration_batches(calib, batch=int(example.shape[0])):
             prepared(xb)
             seen += int(xb.shape[0])
+            advance(int(xb.shape[0]))
     if seen == 0:
         raise CalibrationError("no calibration batch reached the observers")
     return convert_pt2e(prepared), seen
