@@ -83,6 +83,54 @@ class Weights:
 
 
 @dataclass
+class FloatNode:
+    """A quantizable node of an int8 artifact that stayed float, and the measured costs that decided it."""
+
+    name: str
+    kind: str
+    reason: str
+    int8_ms: float | None = None  # its own cost in int8 (Q/DQ included) and in float, as measured
+    float_ms: float | None = None
+
+
+@dataclass
+class MixedPrecision:
+    """Latency-aware mixed precision of an int8 artifact (`edgevit.quantize.select`): which nodes stayed
+    float and why, the measured whole-model ratio to fp32, and whether int8 was forced although it does
+    not pay. Derived from the exporter's `export["int8_selection"]`, which keeps the full trace."""
+
+    runtime: str = ""
+    mode: str = ""  # measured | static
+    outcome: str = ""  # pays | inconclusive | slower | no node pays | not measured
+    forced: bool = False  # --int8-force: shipped although int8 does not pay here
+    cost_source: str = ""  # runtime, threads and machine the costs were measured with
+    int8_nodes: int = 0
+    float_nodes: list[FloatNode] = field(default_factory=list)
+    speed: dict[str, Any] = field(default_factory=dict)  # int8 vs fp32: ratio, ci_low, ci_high, rounds, ms
+    holdout_cosine: float | None = None
+    summary: str = ""  # the export's one line
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MixedPrecision":
+        data = dict(data)
+        nodes = [_sub(FloatNode, n) for n in data.pop("float_nodes", None) or []]
+        return cls(**{k: v for k, v in data.items() if k in {f.name for f in fields(cls)}}, float_nodes=nodes)
+
+    @classmethod
+    def from_selection(cls, sel: dict[str, Any], summary: str = "") -> "MixedPrecision":
+        """From a `Selection.as_dict()` (the exporter metadata's `int8_selection`)."""
+        speed = {k: v for k, v in (sel.get("speed") or {}).items()
+                 if k in ("outcome", "ratio", "ci_low", "ci_high", "rounds", "base_ms", "variant_ms", "note")}
+        nodes = [FloatNode(n["name"], n["kind"], n["reason"], n.get("int8_ms"), n.get("float_ms"))
+                 for n in sel.get("nodes", []) if not n.get("int8")]
+        return cls(runtime=str(sel.get("runtime", "")), mode=str(sel.get("mode", "")),
+                   outcome=str(sel.get("outcome", "")), forced=bool(sel.get("forced", False)),
+                   cost_source=str(sel.get("cost_source", sel.get("note", ""))),
+                   int8_nodes=int(sel.get("int8_node_count", 0)), float_nodes=nodes, speed=speed,
+                   holdout_cosine=(sel.get("accuracy") or {}).get("cosine"), summary=summary)
+
+
+@dataclass
 class ArtifactRecord:
     """Everything edgevit knows about one exported artifact (the sidecar JSON, schema 2)."""
 
@@ -105,6 +153,7 @@ class ArtifactRecord:
     versions: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     export: dict[str, Any] = field(default_factory=dict)  # the exporter's own facts
+    int8_precision: MixedPrecision | None = None  # int8 by measured latency: what stayed float and why
     verification: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     created: str = ""
@@ -136,6 +185,8 @@ class ArtifactRecord:
         try:
             kw["input"] = _sub(Preprocessing, kw.get("input") or {})
             kw["weights"] = _sub(Weights, kw.get("weights") or {})
+            if isinstance(kw.get("int8_precision"), dict):
+                kw["int8_precision"] = MixedPrecision.from_dict(kw["int8_precision"])
             return cls(**kw)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: malformed artifact record ({exc})") from None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from edgevit import progress
 from edgevit.artifact import (
     ArtifactRecord,
+    MixedPrecision,
     Preprocessing,
     Weights,
     artifact_sha256,
@@ -189,9 +190,15 @@ def _record(info: "ModelInfo", backend: "Backend", precision: str, final: Path, 
         weights=weights, opset=meta.get("opset", opset), sha256=artifact_sha256(tmp), size_bytes=artifact_size(tmp),
         versions=package_versions((*CORE_DISTS, *backend.requires, *runtime_dists)),
         calibration={**calib.describe(), "method": calib_method} if calib is not None else None,
-        export=meta, warnings=notes, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        export=meta, int8_precision=_mixed_precision(meta), warnings=notes, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         command=" ".join(sys.argv) if sys.argv and sys.argv[0].endswith("edgevit") else None,
     )
+
+
+def _mixed_precision(meta: dict[str, Any]) -> MixedPrecision | None:
+    """The typed record of an exporter's latency-aware int8 selection (`edgevit.quantize.select`), if any."""
+    sel = meta.get("int8_selection")
+    return MixedPrecision.from_selection(sel, meta.get("int8_summary", "")) if isinstance(sel, dict) else None
 
 
 def _verify(tmp: Path, final: Path, record: ArtifactRecord, ref_model: "nn.Module", calib: "CalibrationSet",
@@ -334,6 +341,8 @@ def export(
                          num_classes=n_classes, weights=_weights(info, checkpoint, ref_model),
                          meta=result.metadata, opset=opset, calib=req.calib, calib_method=calib_method, notes=notes)
         record.params, record.macs = counts
+        if note := result.metadata.get("int8_warning"):  # int8 forced where it does not pay: say so
+            notes.append(note)
         report = None
         if verify:
             report = _verify(tmp, final, record, ref_model, calib, threads)

@@ -14,9 +14,9 @@ import numpy as np
 
 from edgevit.errors import ConfigError
 
-# Mean hold-out cosine to fp32 (the ncnn loop's default too); verify's int8 bar is 0.98 and the
-# issue's goal 0.995 on the real photos, so the budget keeps a margin above both.
-DEFAULT_COSINE = 0.998
+# Mean hold-out cosine to fp32: the project's int8 bar on the photos (issue 18); verify's own int8
+# bar is 0.98. `--option int8_cosine=X` raises or lowers it.
+DEFAULT_COSINE = 0.995
 DEFAULT_COSINE_MIN = 0.99  # the worst hold-out image
 DEFAULT_TOP1_AGREEMENT = 0.9  # top-1 agreement with fp32 on the hold-out (only judged with trained weights)
 

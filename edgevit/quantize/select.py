@@ -18,8 +18,9 @@ per node on the target runtime, which is what this loop decides by):
    (their drift) are tried back in float one by one and the one that helps the hold-out most goes
    back; the first configuration that meets the budget is kept;
 4. the speed verdict: the chosen variant against the fp32 artifact, paired (`edgevit.quantize.verdict`).
-   Conclusively slower, or no node paying at all, refuses the export (`Int8NotFasterError`) unless
-   forced; an inconclusive verdict (noise larger than the effect) ships and says so.
+   When no node pays on its own, the whole model in int8 is judged. Conclusively slower by more than
+   PARITY (5 %) refuses the export (`Int8NotFasterError`) unless forced; slower by less is *parity*
+   and an inconclusive verdict (noise larger than the effect) ships; both say so.
 
 Every decision is recorded with the figures behind it (`Selection`, the sidecar's `int8_selection`).
 """
@@ -46,6 +47,9 @@ MAX_ACCURACY_REVERTS = 12
 PROBES = 4  # nodes tried back in float per accuracy step (the worst by their own drift)
 PROBE_ROUNDS = 2  # the next PROBES when none of the first helped
 NO_NODE_PAYS = "no node pays"
+# int8 conclusively slower, but by less than this fraction of fp32's speed, is parity: it ships (4x smaller
+# weights, the same speed) and says so; two sessions of one model differ by a few % on a shared machine
+PARITY = 0.05
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ class Selection:
     cost_kind: str
     budget: dict[str, Any]
     margin: float
-    outcome: str  # pays | inconclusive | slower | no node pays | not measured
+    outcome: str  # pays | parity | inconclusive | slower | no node pays | not measured
     forced: bool
     nodes: list[NodeDecision] = field(default_factory=list)
     passes: list[dict[str, Any]] = field(default_factory=list)  # each latency pass: costs and reverts
@@ -296,6 +300,22 @@ def _accuracy_loop(target: Int8Target, cands: dict[str, Candidate], float_set: s
     return acc
 
 
+def _speed_check(target: Int8Target, cost: CostSource | None, artifact: Path, settings: SelectSettings,
+                 no_node: str) -> tuple[SpeedVerdict, str]:
+    """Step 4: the chosen artifact against fp32, paired; refuses (unless forced) when int8 is
+    conclusively slower by more than PARITY. Returns the verdict and the outcome to record."""
+    if cost is None:
+        return SpeedVerdict(NOT_MEASURED, note="no cost source for this runtime and device"), NOT_MEASURED
+    with progress.step("int8: paired speed check against fp32"):
+        verdict = cost.speed(target.float_artifact, artifact)
+    if verdict.outcome == SLOWER and (verdict.ci_high or 0.0) < 1.0 - PARITY:
+        _refuse(target, (f"{no_node}; the whole model in int8 measured " if no_node else "measured ")
+                + verdict.describe(), settings.force)
+        return verdict, NO_NODE_PAYS if no_node else "slower"
+    return verdict, {FASTER: "pays", SLOWER: "parity", INCONCLUSIVE: "inconclusive"}.get(verdict.outcome,
+                                                                                          NOT_MEASURED)
+
+
 def _refuse(target: Int8Target, text: str, forced: bool) -> None:
     if not forced:
         raise Int8NotFasterError(f"int8 does not pay for {target.label} on {target.runtime} here: {text}; "
@@ -326,17 +346,18 @@ def select(target: Int8Target, cost: CostSource | None, settings: SelectSettings
         notes.append("no cost source for this runtime and device: every candidate int8 (static)")
     if measured:
         _latency_passes(target, cost, cands, float_set, settings, reasons, seen, passes)
-    outcome = ""
+    no_node = ""
     if len(float_set) == len(cands) and len(requested) < len(cands):
+        # every node is cheaper in float on its own: all-float would be the fp32 model, so the whole
+        # model in int8 is what the speed check below judges (and refuses when it is slower)
         i8, fl = sum(c.int8_ms for c in seen.values()), sum(c.float_ms for c in seen.values())
-        _refuse(target, f"no quantizable node is faster in int8 ({len(seen)} measured: int8 {i8:.2f} ms vs "
-                        f"float {fl:.2f} ms in total)", settings.force)
-        outcome = NO_NODE_PAYS
-        notes.append(f"{NO_NODE_PAYS}: forced, so every candidate runs int8 (except those kept float by request)")
+        no_node = (f"no quantizable node is faster in int8 ({fl / i8 if i8 > 0 else float('nan'):.2f}x fp32 over "
+                   f"the {len(seen)} measured nodes, int8 {i8:.3f} ms vs float {fl:.3f} ms)")
+        notes.append(f"{no_node}: every candidate int8 (except those kept float by request), judged whole")
         float_set = set(requested)
         for n in cands:
             if n not in requested:
-                reasons[n] = "int8: forced (int8 did not pay here)"
+                reasons[n] = "int8: no node pays on its own; the whole-model speed check judges int8 as a whole"
 
     steps: list[dict[str, Any]] = []
     with progress.step("int8: accuracy on the hold-out"):
@@ -346,17 +367,8 @@ def select(target: Int8Target, cost: CostSource | None, settings: SelectSettings
         notes.append(f"accuracy budget not met after {len(steps)} reverts: {'; '.join(settings.budget.misses(acc))}")
     artifact = target.build(frozenset(float_set))
     acc = measure(ref, target.outputs(frozenset(float_set)))  # the shipped artifact itself, on its runtime
-
-    if cost is not None:
-        with progress.step("int8: paired speed check against fp32"):
-            verdict = cost.speed(target.float_artifact, artifact)
-    else:
-        verdict = SpeedVerdict(NOT_MEASURED, note="no cost source for this runtime and device")
-    if verdict.outcome == SLOWER:
-        _refuse(target, verdict.describe(), settings.force)
-    outcome = outcome or {SLOWER: "slower", INCONCLUSIVE: "inconclusive", NOT_MEASURED: NOT_MEASURED}.get(
-        verdict.outcome, "pays")
-    if settings.force and outcome in ("slower", NO_NODE_PAYS):
+    verdict, outcome = _speed_check(target, cost, artifact, settings, no_node)
+    if outcome in ("slower", NO_NODE_PAYS):
         notes.append(f"shipped although int8 does not pay here ({FORCE_FLAG})")
 
     decisions = [NodeDecision(c.name, c.kind, c.where, c.name not in float_set,
@@ -374,8 +386,18 @@ def select(target: Int8Target, cost: CostSource | None, settings: SelectSettings
     return artifact, record
 
 
-def summary_line(sel: Selection) -> str:
-    """One line for the export output: what runs int8, what stayed float and why, the measured speed."""
+def int8_warning(sel: Selection) -> str | None:
+    """The honest note of an artifact shipped with --int8-force where int8 does not pay (else None)."""
+    if not (sel.forced and sel.outcome in ("slower", NO_NODE_PAYS)):
+        return None
+    why = SpeedVerdict(**sel.speed).describe() if sel.speed else sel.outcome
+    return (f"int8 shipped with {FORCE_FLAG} although it does not pay on {sel.runtime} here: measured {why}; "
+            "the fp32 artifact is faster on this machine")
+
+
+def int8_summary(sel: Selection) -> str:
+    """One line for the export output: what runs int8, what stayed float and why, the measured speed.
+    Every target with latency-aware int8 prints this line (its exporter stores it as `int8_summary`)."""
     hist = sel.histogram()
     parts = ", ".join(f"{k} {v['int8']}/{v['int8'] + v['float']}" for k, v in sorted(hist.items()))
     slow = collections.Counter(d.kind for d in sel.nodes if not d.int8 and "does not pay" in d.reason)
@@ -389,4 +411,4 @@ def summary_line(sel: Selection) -> str:
     return (f"{sel.runtime} int8 ({sel.mode}): {len(sel.int8_nodes)}/{len(sel.nodes)} nodes int8 ({parts})"
             + (f"; {'; '.join(kept)}" if kept else "")
             + f"; {speed}; hold-out cosine to fp32 {sel.accuracy.get('cosine', float('nan')):.5f}"
-            + (" [forced]" if sel.forced and sel.outcome in ("slower", NO_NODE_PAYS) else ""))
+            + (f"; shipped with {FORCE_FLAG} although int8 does not pay" if int8_warning(sel) else ""))

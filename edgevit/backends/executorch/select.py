@@ -17,7 +17,7 @@ import numpy as np
 
 from edgevit import progress
 from edgevit.quantize.budget import DriftMeter
-from edgevit.quantize.select import Candidate, select, settings_from_options, summary_line
+from edgevit.quantize.select import Candidate, int8_summary, int8_warning, select, settings_from_options
 
 if TYPE_CHECKING:
     from edgevit.backends.base import ExportRequest
@@ -181,5 +181,6 @@ def quantize_for_export(model: Any, example: Any, req: "ExportRequest") -> tuple
         summary = target.summary(frozenset(selection.float_nodes))
     meta = {"quantizer": "XNNPACKQuantizer(symmetric, per-channel weights)",
             "calibration_images": target.calibration_images, "int8_selection": selection.as_dict(),
-            "int8_summary": summary_line(selection)}
+            "int8_summary": int8_summary(selection),
+            **({"int8_warning": w} if (w := int8_warning(selection)) else {})}
     return buffer, summary, meta

@@ -17,7 +17,14 @@ import numpy as np
 
 from edgevit import progress
 from edgevit.quantize.budget import DriftMeter
-from edgevit.quantize.select import Candidate, Selection, select, settings_from_options, summary_line
+from edgevit.quantize.select import (
+    Candidate,
+    Selection,
+    int8_summary,
+    int8_warning,
+    select,
+    settings_from_options,
+)
 
 if TYPE_CHECKING:
     from edgevit.backends.base import ExportRequest
@@ -145,10 +152,12 @@ def quantize_for_export(fp32: Path, out: Path, req: "ExportRequest") -> dict[str
                             options=req.options.get("quant"))
         if prep.preset["key"] != default_preset():  # another machine's kernels: nothing to measure here
             shutil.copyfile(prep.static_variant, out)
+            note = (f"preset {prep.preset['key']} runs on other kernels than this {default_preset()} host's: "
+                    "the preset's static rules, speed not measured")
             return {"int8": report_for(prep, len(prep.static_exclude)).as_dict(),
-                    "int8_selection": {"mode": "static", "outcome": "not measured",
-                                       "note": f"preset {prep.preset['key']} runs on other kernels than this "
-                                               f"{default_preset()} host's: the preset's static rules, speed not measured"}}
+                    "int8_selection": {"runtime": "onnxruntime", "mode": "static", "outcome": "not measured",
+                                       "note": note},
+                    "int8_summary": f"onnxruntime int8 (static): {note}"}
         settings = settings_from_options(req.options, force=req.int8_force, static_float=tuple(prep.static_exclude),
                                          judge_top1=req.trained_weights)
         holdout = req.calib.holdout if len(req.calib.holdout) else req.calib.calib[:8]
@@ -159,7 +168,8 @@ def quantize_for_export(fp32: Path, out: Path, req: "ExportRequest") -> dict[str
             shutil.copyfile(artifact, out)
         excluded = len(selection.float_nodes) + len(prep.user_exclude)
     return {"int8": report_for(prep, excluded).as_dict(), "int8_selection": selection.as_dict(),
-            "int8_summary": summary_line(selection)}
+            "int8_summary": int8_summary(selection),
+            **({"int8_warning": w} if (w := int8_warning(selection)) else {})}
 
 
 __all__ = ["OnnxInt8Target", "Selection", "quantize_for_export"]
