@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 MAX_IMG_SIZE = 2048
 MAX_BATCH = 1024
+DEFAULT_THREADS = 2  # verification, its latency figure and int8's measured selection
 SIZE_MULTIPLE = 32  # every family downsamples by 32 (4 stages after a stride-4 stem)
 DYNAMIC_EXAMPLE_BATCH = 2  # torch.export specialises dims of size 0/1: trace a dynamic batch with 2
 
@@ -276,7 +277,7 @@ def export(
     simplify: bool = True,
     verify: bool = True,
     options: dict[str, Any] | None = None,
-    threads: int | None = 2,
+    threads: int | None = DEFAULT_THREADS,
     num_classes: int | None = None,
     int8_force: bool = False,
 ) -> ExportReport:

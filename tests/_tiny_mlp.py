@@ -32,3 +32,28 @@ if "toy_tiny_mlp" not in list_models("toy"):
     @register_model(family="toy", paper="test model", official=False, img_size=32, num_classes=10)
     def toy_tiny_mlp(num_classes: int = 10, **_: object) -> nn.Module:
         return TinyMLP(num_classes=num_classes)
+
+
+class ConvThenTinyMLP(nn.Module):
+    """Two 64-channel 3x3 convs (int8 pays in ONNX Runtime) and a tail of tiny Gemms (it does not)."""
+
+    def __init__(self, num_classes: int = 10, width: int = 64, depth: int = 12) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, 2, 1)
+        self.convs = nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(), nn.Conv2d(width, width, 3, 1, 1),
+                                   nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.tail = TinyMLP(num_classes, dim=width, depth=depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.convs(self.stem(x))).flatten(1)
+        for layer in self.tail.layers:
+            x = x + torch.relu(layer(x))
+        return self.tail.head(x)
+
+
+if "toy_conv_tiny_mlp" not in list_models("toy"):
+
+    @register_model(family="toy", paper="test model", official=False, img_size=64, num_classes=10)
+    def toy_conv_tiny_mlp(num_classes: int = 10, **_: object) -> nn.Module:
+        return ConvThenTinyMLP(num_classes=num_classes)

@@ -333,10 +333,13 @@ def _model_case(model: str, runtime: str, target: str, precision: str, batch: in
     """The case of a model name: its artifact from the cache (exported if needed); a failed export is a
     failed case with its one-line reason, so the other cases are still measured."""
     from edgevit.cache import get_artifact
+    from edgevit.export import DEFAULT_THREADS
 
+    # int8 chooses its float nodes by latency measured with the export's threads: the case's own
+    options = {"threads": threads} if precision == "int8" and threads != DEFAULT_THREADS else None
     try:
         art = get_artifact(model, target=target, precision=precision, img_size=img_size, batch=batch,
-                           root=cache_root)
+                           options=options, root=cache_root)
     except EdgeVitError as exc:
         case = Case(id=case_id(model, runtime, precision, batch, threads), artifact="", runtime=runtime,
                     target=target, precision=precision, threads=threads, batch=batch, model=model,

@@ -76,7 +76,7 @@ def export_cmd(
     """Export MODEL to a verified edge artifact with its record (preprocessing, versions, hashes, report)."""
     from edgevit.artifact import format_size
     from edgevit.cli.verify import print_report
-    from edgevit.export import export, seeded_weights_notice
+    from edgevit.export import DEFAULT_THREADS, export, seeded_weights_notice
 
     if fp32 + fp16 + int8 > 1:
         raise ConfigError("choose one of --fp32, --fp16 and --int8")
@@ -96,13 +96,13 @@ def export_cmd(
         model, target=str(getattr(target, "value", target)), precision=precision, output=output,
         checkpoint=checkpoint, img_size=img_size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
         calib_data=calib_data, calib_samples=calib_samples, calib_method=getattr(calib_method, "value", calib_method),
-        preset=preset, simplify=simplify, verify=verify, threads=2 if threads is None else threads,
+        preset=preset, simplify=simplify, verify=verify, threads=DEFAULT_THREADS if threads is None else threads,
         options=parse_key_values(option, "--option"), num_classes=num_classes, int8_force=int8_force,
     )
     if report.verification is not None:
         print_report(report.verification)
     if summary := report.record.export.get("int8_summary"):  # what runs int8, what stayed float
-        console.print(summary, highlight=False)
+        console.print(summary, highlight=False, soft_wrap=True)
     for note in report.warnings:
         if note != seeded_weights_notice(report.record.model):  # that one was shown before the work started
             err_console.print(f"[yellow]{note}[/]", highlight=False, soft_wrap=True)
