@@ -1,12 +1,23 @@
-"""ORT int8 vs fp32 latency, naive path vs edgevit (a script, not a test; data lives beside it).
+"""Does edgevit's int8 pay? int8 vs fp32 on ONNX Runtime and ExecuTorch (a script, not a test).
 
-For each model: naive fp32 (plain `torch.onnx.export` of the train form), naive int8 (that file +
-`quantize_static` with its defaults), edgevit fp32 and int8 (`edgevit.export`). ORT CPU, batch 1,
-`--threads` intra-op threads, paired interleaved runs (every round runs each variant once, in a
-rotating order, so load from other processes hits all variants alike), median and p90; cosine to
-the PyTorch train form on the photos scikit-image ships.
+For each model, the artifacts `edgevit export` ships (the seeded official-layout weights of the
+conformance fixture, saved as a checkpoint so every path has the same weights): ORT fp32, ORT int8,
+ExecuTorch fp32 and ExecuTorch int8, int8 being the latency-aware mixed precision of issue 18 (exported
+with `int8_force=True`, so that a model where int8 does not pay is still measured; the selection's own
+outcome, its float nodes and its refusal are recorded). For the `--naive` models (fcaformer_l1 by
+default) also the naive path: a plain `torch.onnx.export` of the official (train-form) code in ORT fp32.
 
-    python benchmarks/int8_speed.py fcaformer_l1 cas_vit_xs stvit_small --rounds 100 --json out.json
+All variants of one model run in one process, batch 1, `--threads` threads, interleaved: every round
+runs each variant once in a rotating order, so load from other processes hits all alike (ORT sessions
+do not spin idle threads). Reported: per variant the median and interquartile range (ms); per runtime
+the median of the per-round ratios fp32/int8 with its distribution-free 95% interval (sign-test order
+statistics, `edgevit.quantize.verdict.median_interval`); the same for the best int8 path against naive
+ORT fp32; cosine and top-1 agreement to PyTorch (the official code, same weights) on the photos
+scikit-image ships; the CPU's lscpu model and ISA flags (VNNI decides what int8 can reach) and the
+load average, since machines and their load differ from one run to the next.
+
+    python benchmarks/int8_speed.py fcaformer_l1 fcaformer_l2 cas_vit_xs cas_vit_s stvit_small cabvit_h_l1 \\
+        --threads 2 --rounds 200 --out benchmarks/results/int8_speed_host_t2
 """
 from __future__ import annotations
 
@@ -14,7 +25,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,111 +35,230 @@ from typing import Any
 import numpy as np
 
 from _common import cosine_rows, save_fixture_checkpoint
-from edgevit.bench.paired import interleaved, ort_runners, speedup, summary
+from edgevit.bench.paired import interleaved
+
+MODELS = ("fcaformer_l1", "fcaformer_l2", "cas_vit_xs", "cas_vit_s", "stvit_small", "cabvit_h_l1")
+RUNTIMES = {"onnxruntime": ("onnx", ".onnx"), "executorch": ("executorch", ".pte")}  # runtime -> (target, suffix)
+ISA_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
+             "amx_bf16", "asimddp", "i8mm")  # what int8 and fp32 kernels dispatch on
 
 
+# ------------------------------------------------------------------------------------------ the machine
 
 
-def naive_export(name: str, tmp: Path, calib: np.ndarray, checkpoint: Path | None) -> dict[str, Path]:
-    """The naive path: plain export of the official (train-form) structure + default quantize_static."""
+def cpu_facts() -> dict[str, Any]:
+    """lscpu's model name, core count and flags (all, and the ones int8 kernels care about)."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        text = ""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = fields.get("Flags", "").split()
+    if not flags and Path("/proc/cpuinfo").is_file():
+        line = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+        flags = line.split(":", 1)[-1].split()
+    return {"model": fields.get("Model name", platform.processor()), "cpus": os.cpu_count(),
+            "hypervisor": fields.get("Hypervisor vendor", ""),
+            "isa": {f: f in flags for f in ISA_FLAGS}, "vnni": any(f in flags for f in ("avx512_vnni", "avx_vnni")),
+            "flags": " ".join(flags)}
+
+
+# ------------------------------------------------------------------------------------------ artifacts
+
+
+def naive_fp32(name: str, tmp: Path, checkpoint: Path, x: np.ndarray) -> Path:
+    """The naive path: the official (train-form) structure exported by plain torch.onnx.export."""
     import torch
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     from edgevit.models import build_reference
 
-    model = build_reference(name, checkpoint=checkpoint)
-    fp32 = tmp / f"{name}_naive_fp32.onnx"
+    model = build_reference(name, checkpoint=checkpoint).eval()
+    path = tmp / f"{name}_naive_fp32.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.from_numpy(calib[:1]),), str(fp32), input_names=["input"],
+        torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=["input"],
                           output_names=["logits"], dynamo=True, verbose=False)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(calib)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self.it, None)
-            return None if x is None else {"input": x[None]}
-
-    int8 = tmp / f"{name}_naive_int8.onnx"
-    quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ)
-    return {"naive_fp32": fp32, "naive_int8": int8}
+    return path
 
 
-def edgevit_export(name: str, tmp: Path, **kw: Any) -> dict[str, Path]:
+def edgevit_artifacts(name: str, tmp: Path, checkpoint: Path, threads: int,
+                      runtimes: list[str]) -> tuple[dict[str, tuple[str, Path]], dict[str, Any]]:
+    """{variant: (runtime, path)} of the fp32 and int8 artifacts edgevit ships, and each int8 selection."""
     from edgevit.export import export
 
-    out = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for prec in ("fp32", "int8"):
-            r = export(name, precision=prec, output=tmp / f"{name}_edgevit_{prec}.onnx", verify=False, **kw)
-            out[f"edgevit_{prec}"] = r.artifact
+    paths: dict[str, tuple[str, Path]] = {}
+    selections: dict[str, Any] = {}
+    for runtime in runtimes:
+        target, suffix = RUNTIMES[runtime]
+        for precision in ("fp32", "int8"):
+            t0 = time.monotonic()
+            print(f"[export] {name} {target} {precision}", flush=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rep = export(name, target=target, precision=precision, output=tmp / f"{name}_{precision}{suffix}",
+                             checkpoint=checkpoint, verify=False, threads=threads, int8_force=True)
+            paths[f"{runtime}/{precision}"] = (runtime, rep.artifact)
+            if precision == "int8" and rep.record.int8_precision is not None:
+                mp = rep.record.int8_precision
+                selections[runtime] = {"outcome": mp.outcome, "forced_needed": mp.outcome in ("slower", "no node pays"),
+                                       "int8_nodes": mp.int8_nodes, "float_nodes": len(mp.float_nodes),
+                                       "float_kinds": _kinds(mp.float_nodes), "speed_at_export": mp.speed,
+                                       "summary": mp.summary, "export_s": round(time.monotonic() - t0, 1)}
+    return paths, selections
+
+
+def _kinds(nodes: list[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in nodes:
+        out[n.kind] = out.get(n.kind, 0) + 1
     return out
 
 
-def bench_model(name: str, threads: int, rounds: int, weights: str = "fixture", **kw: Any) -> dict[str, Any]:
+def open_runners(paths: dict[str, tuple[str, Path]], threads: int) -> dict[str, Any]:
+    from edgevit.backends import open_runner
+
+    return {k: open_runner(rt, p, threads=threads, **({"spinning": False} if rt == "onnxruntime" else {}))
+            for k, (rt, p) in paths.items()}
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+
+def spread(samples: list[float]) -> dict[str, float]:
+    a = np.asarray(samples)
+    return {"median_ms": round(float(np.median(a)), 4), "q25_ms": round(float(np.percentile(a, 25)), 4),
+            "q75_ms": round(float(np.percentile(a, 75)), 4), "min_ms": round(float(a.min()), 4), "runs": int(a.size)}
+
+
+def paired_ratio(base: list[float], other: list[float]) -> dict[str, float]:
+    """Median over rounds of base/other (> 1: other is faster) and its 95% interval."""
+    from edgevit.quantize.verdict import median_interval
+
+    ratios = [b / o for b, o in zip(base, other, strict=True)]
+    lo, hi = median_interval(ratios)
+    return {"median": round(float(np.median(ratios)), 4), "ci95": [round(lo, 4), round(hi, 4)],
+            "q25": round(float(np.percentile(ratios, 25)), 4), "q75": round(float(np.percentile(ratios, 75)), 4)}
+
+
+def fidelity(runner: Any, photos: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    out = np.concatenate([runner.infer(photos[i : i + 1]) for i in range(len(photos))])
+    cos = cosine_rows(ref, out)
+    return {"cosine_min": round(float(cos.min()), 6), "cosine_mean": round(float(cos.mean()), 6),
+            "top1_agreement": round(float((ref.argmax(1) == out.argmax(1)).mean()), 4), "photos": len(photos)}
+
+
+# ------------------------------------------------------------------------------------------ one model
+
+
+def bench_model(name: str, *, threads: int, rounds: int, runtimes: list[str], naive: bool) -> dict[str, Any]:
     import torch
 
-    from edgevit.models import build_reference
-    from edgevit.quantize.data import embedded_eval_images, from_embedded
+    from edgevit.models import build_reference, model_info
+    from edgevit.quantize.data import embedded_eval_images
 
-    mean, std, size = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 224
-    calib = from_embedded(img_size=size, mean=mean, std=std).calib
-    photos = embedded_eval_images(size, mean, std)
-    with tempfile.TemporaryDirectory() as d:
+    cfg = model_info(name).default_cfg
+    photos = embedded_eval_images(int(cfg["img_size"]), cfg["mean"], cfg["std"])
+    with tempfile.TemporaryDirectory(prefix=f"int8-speed-{name}-") as d:
         tmp = Path(d)
-        checkpoint, source = save_fixture_checkpoint(name, tmp) if weights == "fixture" else (None, "random init")
-        model = build_reference(name, checkpoint=checkpoint)
+        checkpoint, weights = save_fixture_checkpoint(name, tmp)
         with torch.no_grad():
-            ref = model(torch.from_numpy(photos)).numpy()
-        paths = {**naive_export(name, tmp, calib, checkpoint),
-                 **edgevit_export(name, tmp, checkpoint=checkpoint, **kw)}
-        runners = ort_runners(paths, threads)
-        cosine = {}
-        for k, r in runners.items():
-            out = np.concatenate([r.infer(photos[i : i + 1]) for i in range(len(photos))])
-            cosine[k] = float(cosine_rows(ref, out).min())
-        samples = interleaved(runners, photos[:1], rounds)
-    base = samples["naive_fp32"]
-    return {k: {**summary(v), "speedup_vs_naive_fp32": speedup(base, v), "min_cosine_vs_torch": cosine[k],
-                "weights": source, "samples_ms": [round(t, 4) for t in v]} for k, v in samples.items()}
+            ref = build_reference(name, checkpoint=checkpoint).eval()(torch.from_numpy(photos)).numpy()
+        paths, selections = edgevit_artifacts(name, tmp, checkpoint, threads, runtimes)
+        if naive:
+            paths["naive/fp32"] = ("onnxruntime", naive_fp32(name, tmp, checkpoint, photos[:1]))
+        runners = open_runners(paths, threads)
+        try:
+            fid = {k: fidelity(r, photos, ref) for k, r in runners.items()}
+            print(f"[time] {name}: {len(runners)} variants, {rounds} interleaved rounds", flush=True)
+            load0 = os.getloadavg()
+            samples = interleaved(runners, photos[:1], rounds)
+            load1 = os.getloadavg()
+        finally:
+            for r in runners.values():
+                r.close()
+    res: dict[str, Any] = {"weights": weights, "load_avg": [list(load0), list(load1)],
+                           "variants": {k: {**spread(v), **fid[k]} for k, v in samples.items()},
+                           "int8_vs_fp32": {}, "selection": selections}
+    for rt in runtimes:
+        res["int8_vs_fp32"][rt] = paired_ratio(samples[f"{rt}/fp32"], samples[f"{rt}/int8"])
+    if naive:
+        best = min((f"{rt}/int8" for rt in runtimes), key=lambda k: res["variants"][k]["median_ms"])
+        res["best_int8_vs_naive_fp32"] = {"best": best, **paired_ratio(samples["naive/fp32"], samples[best])}
+    res["samples_ms"] = {k: [round(t, 4) for t in v] for k, v in samples.items()}
+    return res
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env, cpu = report["env"], report["env"]["cpu"]
+    isa = ", ".join(f for f, on in cpu["isa"].items() if on) or "none of " + ", ".join(ISA_FLAGS)
+    lines = [f"# int8 vs fp32 on this host ({env['threads']} threads, batch 1, {env['rounds']} paired rounds)", "",
+             f"CPU: {cpu['model']} ({cpu['cpus']} CPUs{', ' + cpu['hypervisor'] + ' guest' if cpu['hypervisor'] else ''}); "
+             f"int8-relevant ISA flags: {isa}; VNNI: {'yes' if cpu['vnni'] else 'no'}. Load average at start "
+             f"{env['load_avg_start']}, end {env['load_avg_end']}. Versions: "
+             + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".", "",
+             "| model | runtime | fp32 ms (IQR) | int8 ms (IQR) | int8 speed vs fp32 (95% CI) | int8 cosine min | "
+             "top-1 agree | float nodes | selection |", "|---|---|---:|---:|---|---:|---:|---:|---|"]
+    for name, res in report["results"].items():
+        for rt, r in res["int8_vs_fp32"].items():
+            f32, i8 = res["variants"][f"{rt}/fp32"], res["variants"][f"{rt}/int8"]
+            sel = res["selection"].get(rt, {})
+            lines.append(
+                f"| {name} | {rt} | {f32['median_ms']:.2f} ({f32['q25_ms']:.2f}-{f32['q75_ms']:.2f}) | "
+                f"{i8['median_ms']:.2f} ({i8['q25_ms']:.2f}-{i8['q75_ms']:.2f}) | {r['median']:.2f}x "
+                f"({r['ci95'][0]:.2f}-{r['ci95'][1]:.2f}) | {i8['cosine_min']:.5f} | {i8['top1_agreement']:.2f} | "
+                f"{sel.get('float_nodes', '')}/{sel.get('float_nodes', 0) + sel.get('int8_nodes', 0)} | "
+                f"{sel.get('outcome', '')}{' (needed --int8-force)' if sel.get('forced_needed') else ''} |")
+    naive = {n: r["best_int8_vs_naive_fp32"] for n, r in report["results"].items() if "best_int8_vs_naive_fp32" in r}
+    if naive:
+        lines += ["", "| model | best int8 path | naive ORT fp32 ms | best int8 ms | speed vs naive fp32 (95% CI) |",
+                  "|---|---|---:|---:|---|"]
+        for n, b in naive.items():
+            v = report["results"][n]["variants"]
+            lines.append(f"| {n} | {b['best']} | {v['naive/fp32']['median_ms']:.2f} | {v[b['best']]['median_ms']:.2f} | "
+                         f"{b['median']:.2f}x ({b['ci95'][0]:.2f}-{b['ci95'][1]:.2f}) |")
+    lines += ["", "Ratios are medians of per-round ratios (fp32 time / int8 time: > 1 means int8 is faster) from "
+              "variants timed interleaved in one process; compare within one run, not across machines or loads. "
+              "Cosine and top-1 are to PyTorch (the official code, the same seeded official-layout weights) on "
+              "the scikit-image photos. int8 was exported with int8_force=True so that every model is measured: "
+              "'needed --int8-force' marks where the export would have refused.", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="*", default=["fcaformer_l1", "cas_vit_xs", "stvit_small"])
+    ap.add_argument("models", nargs="*", default=list(MODELS))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=100)
-    ap.add_argument("--preset", default=None)
-    ap.add_argument("--weights", choices=["fixture", "random"], default="fixture",
-                    help="fixture: the conformance fixture's seeded official-layout weights (random init makes "
-                         "FcaFormer's logits ~1e-19, so cosine would say nothing)")
-    ap.add_argument("--json", type=Path, default=None, help="also write raw samples and environment here")
+    ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES))
+    ap.add_argument("--naive", nargs="*", default=["fcaformer_l1"],
+                    help="models also timed on the naive path (official code, plain export, ORT fp32)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="write OUT.json (raw samples, environment) and OUT.md, e.g. benchmarks/results/int8_speed_host_t2")
     args = ap.parse_args()
-    import onnxruntime
-    import torch
+    from edgevit.versions import package_versions
 
-    env = {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-           "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": args.threads,
-           "load_avg_at_start": os.getloadavg(),
-           "note": "variants run interleaved in one process: compare them within a run; the load averages say "
-                   "whether other work shared the cores"}
+    env = {"threads": args.threads, "rounds": args.rounds, "cpu": cpu_facts(), "python": platform.python_version(),
+           "versions": package_versions(("torch", "onnxruntime", "executorch", "edgevit")),
+           "load_avg_start": [round(v, 2) for v in os.getloadavg()],
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     results = {}
     for name in args.models:
-        res = bench_model(name, args.threads, args.rounds, weights=args.weights, preset=args.preset)
-        results[name] = res
-        print(f"\n{name} (ORT {onnxruntime.__version__}, {args.threads} threads, batch 1, {args.rounds} paired rounds)")
-        print(f"{'variant':14} {'median ms':>10} {'p10-p90 ms':>14} {'vs naive fp32 (p10-p90)':>24} {'cosine':>9}")
-        for k, v in res.items():
-            sp = v["speedup_vs_naive_fp32"]
-            print(f"{k:14} {v['median_ms']:10.2f} {v['p10_ms']:6.2f}-{v['p90_ms']:<7.2f} {sp['median']:8.2f}x "
-                  f"({sp['p10']:.2f}-{sp['p90']:.2f}){'':6} {v['min_cosine_vs_torch']:9.5f}")
-    env["load_avg_at_end"] = os.getloadavg()
-    print(f"\nload average start {env['load_avg_at_start']}, end {env['load_avg_at_end']} (above the core count: other work shared the cores)")
-    if args.json:
-        args.json.write_text(json.dumps({"env": env, "results": results}, indent=1))
+        results[name] = bench_model(name, threads=args.threads, rounds=args.rounds, runtimes=args.runtimes,
+                                    naive=name in args.naive)
+    env["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
+    report = {"env": env, "results": results}
+    text = markdown(report)
+    print("\n" + text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        for suffix, data in ((".json", json.dumps(report, indent=1)), (".md", text)):
+            tmp = args.out.with_name(args.out.name + suffix + ".tmp")
+            tmp.write_text(data)
+            os.replace(tmp, args.out.with_name(args.out.name + suffix))
 
 
 if __name__ == "__main__":
