@@ -115,8 +115,10 @@ def test_int8_top1_within_one_point_of_fp32(family, digits, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fp32 = export(name, checkpoint=ckpt, output=tmp_path / "fp32.onnx")
+        # accuracy, not speed: on these 64 px models int8 may not pay on this host (issue 18's refusal),
+        # so the int8 artifact is forced; its selection still keeps float where int8 measured slower
         int8 = export(name, checkpoint=ckpt, precision="int8", calib_data=digits["calib"],
-                      output=tmp_path / "int8.onnx")
+                      output=tmp_path / "int8.onnx", int8_force=True)
     assert fp32.verification.passed and int8.verification.passed, int8.verification.reason
     acc32 = _accuracy(fp32.artifact, digits["x_test"], digits["y_test"])
     acc8 = _accuracy(int8.artifact, digits["x_test"], digits["y_test"])

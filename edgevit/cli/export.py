@@ -54,9 +54,10 @@ def export_cmd(
                                        "default is fp16).")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", metavar="", help="Half precision.")] = False,
     int8: Annotated[bool, typer.Option("--int8", metavar="", help="int8, calibrated on --calib-data or the "
-                                       "embedded photos.")] = False,
-    int8_force: Annotated[bool, typer.Option("--int8-force", metavar="", help="Write the int8 artifact even "
-                                             "where it measured slower than fp32 on the target runtime.")] = False,
+                                       "embedded photos; onnx and executorch keep float wherever int8 "
+                                       "measures slower here (docs/int8.md).")] = False,
+    int8_force: Annotated[bool, typer.Option("--int8-force", metavar="", help="int8 (implies --int8), written "
+                                             "even where it measured slower than fp32.")] = False,
     calib_data: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder of calibration images "
                                                     "(recursive).")] = None,
     calib_samples: Annotated[int | None, typer.Option(metavar="N", help="Calibration images to use (also lowers "
@@ -80,6 +81,9 @@ def export_cmd(
 
     if fp32 + fp16 + int8 > 1:
         raise ConfigError("choose one of --fp32, --fp16 and --int8")
+    if int8_force and (fp32 or fp16):
+        raise ConfigError("--int8-force goes with --int8")
+    int8 = int8 or int8_force  # --int8-force alone means int8, forced
     precision = "int8" if int8 else "fp16" if fp16 else "fp32" if fp32 else None  # None: the target's default
     if str(getattr(target, "value", target)) == BEST:
         from edgevit.bench.choose import export_best

@@ -271,7 +271,8 @@ def _accuracy_loop(target: Int8Target, cands: dict[str, Candidate], float_set: s
     """Step 3: while the budget is missed, rank the int8 nodes by the accuracy they lose themselves,
     try the worst PROBES back in float one by one (end to end, on the hold-out) and keep the one that
     helps most; the next PROBES in rank order when none of them helps."""
-    acc = measure(ref, target.outputs(frozenset(float_set)))
+    with progress.step("int8: the configuration's accuracy on the hold-out"):
+        acc = measure(ref, target.outputs(frozenset(float_set)))
     while (missed := settings.budget.misses(acc)) and len(steps) < settings.max_accuracy_reverts:
         int8_now = [n for n in cands if n not in float_set]
         if not int8_now:
@@ -360,13 +361,14 @@ def select(target: Int8Target, cost: CostSource | None, settings: SelectSettings
                 reasons[n] = "int8: no node pays on its own; the whole-model speed check judges int8 as a whole"
 
     steps: list[dict[str, Any]] = []
-    with progress.step("int8: accuracy on the hold-out"):
+    with progress.step("int8: fp32 on the hold-out"):
         ref = target.reference()
     acc = _accuracy_loop(target, cands, float_set, settings, reasons, steps, ref)
     if settings.budget.misses(acc):
         notes.append(f"accuracy budget not met after {len(steps)} reverts: {'; '.join(settings.budget.misses(acc))}")
     artifact = target.build(frozenset(float_set))
-    acc = measure(ref, target.outputs(frozenset(float_set)))  # the shipped artifact itself, on its runtime
+    with progress.step("int8: the chosen configuration on the hold-out"):
+        acc = measure(ref, target.outputs(frozenset(float_set)))  # the shipped artifact itself, on its runtime
     verdict, outcome = _speed_check(target, cost, artifact, settings, no_node)
     if outcome in ("slower", NO_NODE_PAYS):
         notes.append(f"shipped although int8 does not pay here ({FORCE_FLAG})")

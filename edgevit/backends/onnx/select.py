@@ -74,7 +74,8 @@ class OnnxInt8Target:
         key = frozenset(float_nodes) | frozenset(self.prep.user_exclude)
         if key not in self._built:
             path = self.workdir / f"variant{len(self._built)}.onnx"
-            write_variant(self.prep, key, path)
+            with progress.step(f"int8: write a variant ({len(key)} of {len(self.prep.candidates)} nodes float)"):
+                write_variant(self.prep, key, path)
             self._built[key] = path
         return self._built[key]
 
