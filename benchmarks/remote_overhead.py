@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, write_report  # also puts the repository on sys.path
+from _common import write_report
 
 from edgevit.bench.protocol import Protocol  # noqa: E402
 
@@ -137,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ])
     write_report(report, md, args.json, args.markdown)
-    _ = REPO
     return 0
 
 
