@@ -22,7 +22,6 @@ load average, since machines and their load differ from one run to the next.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import cosine_rows, save_fixture_checkpoint
+from _common import cosine_rows, save_fixture_checkpoint, write_report
 from edgevit.bench.paired import interleaved
 
 MODELS = ("fcaformer_l1", "fcaformer_l2", "cas_vit_xs", "cas_vit_s", "stvit_small", "cabvit_h_l1")
@@ -251,14 +250,9 @@ def main() -> None:
                                     naive=name in args.naive)
     env["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     report = {"env": env, "results": results}
-    text = markdown(report)
-    print("\n" + text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        for suffix, data in ((".json", json.dumps(report, indent=1)), (".md", text)):
-            tmp = args.out.with_name(args.out.name + suffix + ".tmp")
-            tmp.write_text(data)
-            os.replace(tmp, args.out.with_name(args.out.name + suffix))
+    out = args.out
+    write_report(report, markdown(report), out and out.with_name(out.name + ".json"),
+                 out and out.with_name(out.name + ".md"))
 
 
 if __name__ == "__main__":
