@@ -121,6 +121,10 @@ def test_summary_line_and_warning_follow_the_outcome():
     parity = Selection(outcome="parity", forced=False, **{**base, "speed": {**base["speed"], "ratio": 0.98}})
     assert int8_warning(parity) is None and "--int8-force" not in int8_summary(parity)
     assert "\n" not in int8_summary(forced)
+    missed = Selection(outcome="pays", forced=False, **{**base, "budget": {"cosine": 0.995, "cosine_min": 0.99},
+                                                       "accuracy": {"cosine": 0.98, "cosine_min": 0.96,
+                                                                    "top1_agreement": 0.9, "images": 8}})
+    assert "misses its accuracy budget" in int8_warning(missed) and "0.98000 < 0.995" in int8_warning(missed)
 
 
 def test_paired_interval_excludes_one_only_when_the_effect_beats_the_noise():

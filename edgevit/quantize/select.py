@@ -301,6 +301,24 @@ def _accuracy_loop(target: Int8Target, cands: dict[str, Candidate], float_set: s
     return acc
 
 
+def _static_fallback(target: Int8Target, cands: dict[str, Candidate], static: set[str], float_set: set[str],
+                     settings: SelectSettings, reasons: dict[str, str], steps: list[dict[str, Any]], ref: np.ndarray, acc: Accuracy) -> Accuracy:
+    """The accuracy loop missed the budget: the target's static rules (the preset's float nodes, e.g.
+    attention MatMuls) go back to float as well, then the loop runs again from there."""
+    missed = settings.budget.misses(acc)[0]
+    with progress.step(f"int8: accuracy {missed}: the preset's {len(static)} float nodes back to float"):
+        new = measure(ref, target.outputs(frozenset(float_set | static)))
+    steps.append({"reverted": sorted(static), "rule": "the target's static float rules", "before": acc.as_dict(),
+                  "after": new.as_dict()})
+    if new.cosine <= acc.cosine:
+        return acc
+    float_set.update(static)
+    for n in static:
+        reasons[n] = (f"float: accuracy ({missed} after the per-node reverts; the preset's static float rules "
+                      f"gave {acc.cosine:.5f} -> {new.cosine:.5f})")
+    return _accuracy_loop(target, cands, float_set, settings, reasons, steps, ref)
+
+
 def _speed_check(target: Int8Target, cost: CostSource | None, artifact: Path, settings: SelectSettings,
                  no_node: str) -> tuple[SpeedVerdict, str]:
     """Step 4: the chosen artifact against fp32, paired; refuses (unless forced) when int8 is
@@ -364,6 +382,8 @@ def select(target: Int8Target, cost: CostSource | None, settings: SelectSettings
     with progress.step("int8: fp32 on the hold-out"):
         ref = target.reference()
     acc = _accuracy_loop(target, cands, float_set, settings, reasons, steps, ref)
+    if settings.budget.misses(acc) and (static := {n for n in settings.static_float if n in cands} - float_set):
+        acc = _static_fallback(target, cands, static, float_set, settings, reasons, steps, ref, acc)
     if settings.budget.misses(acc):
         notes.append(f"accuracy budget not met after {len(steps)} reverts: {'; '.join(settings.budget.misses(acc))}")
     artifact = target.build(frozenset(float_set))
@@ -389,12 +409,16 @@ def select(target: Int8Target, cost: CostSource | None, settings: SelectSettings
 
 
 def int8_warning(sel: Selection) -> str | None:
-    """The honest note of an artifact shipped with --int8-force where int8 does not pay (else None)."""
-    if not (sel.forced and sel.outcome in ("slower", NO_NODE_PAYS)):
-        return None
-    why = SpeedVerdict(**sel.speed).describe() if sel.speed else sel.outcome
-    return (f"int8 shipped with {FORCE_FLAG} although it does not pay on {sel.runtime} here: measured {why}; "
-            "the fp32 artifact is faster on this machine")
+    """The honest note of an artifact that misses its accuracy budget on the hold-out, or that was
+    shipped with --int8-force where int8 does not pay (else None)."""
+    notes = []
+    if sel.budget and sel.accuracy and (missed := AccuracyBudget(**sel.budget).misses(Accuracy(**sel.accuracy))):
+        notes.append(f"int8 misses its accuracy budget on the calibration hold-out ({'; '.join(missed)})")
+    if sel.forced and sel.outcome in ("slower", NO_NODE_PAYS):
+        why = SpeedVerdict(**sel.speed).describe() if sel.speed else sel.outcome
+        notes.append(f"int8 shipped with {FORCE_FLAG} although it does not pay on {sel.runtime} here: measured "
+                     f"{why}; the fp32 artifact is faster on this machine")
+    return "; ".join(notes) or None
 
 
 def int8_summary(sel: Selection) -> str:
