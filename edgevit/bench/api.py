@@ -17,9 +17,8 @@ from typing import Any
 from edgevit.bench.profiles import DeviceProfile, HostInfo, detect_host, host_mismatches, load_profile
 from edgevit.bench.protocol import Protocol
 from edgevit.bench.runner import Case, CaseResult, run_cases
+from edgevit.bench.validate import SCHEMA, check_results
 from edgevit.errors import ConfigError, UnavailableError
-
-SCHEMA = "edgevit.bench/1"
 
 
 @dataclass
@@ -43,8 +42,7 @@ class BenchResults:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BenchResults":
-        if d.get("schema") != SCHEMA:
-            raise ConfigError(f"not an edgevit bench result (schema {d.get('schema')!r}, expected {SCHEMA!r})")
+        check_results(d, "bench results")
         return cls(setup=d["setup"], host=d["host"], versions=d["versions"],
                    cases=[CaseResult.from_dict(c) for c in d["cases"]], profile=d.get("profile", {}),
                    created=d.get("created", ""), load_average=d.get("load_average", {}))
@@ -74,6 +72,7 @@ def load_results(path: str | Path) -> BenchResults:
         raise ConfigError(f"cannot read {p}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{p}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    check_results(data, str(p))
     return BenchResults.from_dict(data)
 
 

@@ -86,6 +86,7 @@ def rows(results: "BenchResults") -> list[dict[str, Any]]:
             "gmacs": round(c.macs / 1e9, 3) if c.macs else None,
             "reference_ms": _reference_ms(results, c.model, c.batch),
             "runtime_version": r.runtime_version, "runtime_note": c.runtime_note,
+            **stability_cells(r.stability),
             "profile": s["profile"], "on_device": s["on_device"], "measured_on": measured_on(results),
             "board": (s.get("board") or {}).get("name", ""), "host_cpu": results.host.get("cpu"),
             "host_cores": results.host.get("cores"), "edgevit_version": v.get("edgevit", ""),
@@ -93,6 +94,15 @@ def rows(results: "BenchResults") -> list[dict[str, Any]]:
         }
         out.append(row)
     return out
+
+
+def stability_cells(stability: dict[str, Any]) -> dict[str, Any]:
+    """The stability columns of a row (edgevit.bench.stability): None where it was not measured."""
+    st = stability or {}
+    reasons = st.get("reasons") or []
+    return {"stable": st.get("stable"), "unstable_kind": "+".join(st.get("flags") or []) or "unstable",
+            "unstable_reasons": "; ".join(reasons), "others_cores": st.get("others_cores"),
+            "steal_cores": st.get("steal_cores"), "load1": st.get("load1_start"), "spread": st.get("spread")}
 
 
 # ---------------------------------------------------------------- files
@@ -118,7 +128,7 @@ MD_COLUMNS = (("case", "id"), ("median ms", "median_ms"), ("p90 ms", "p90_ms"), 
               ("mean ± std ms", None), ("min ms", "min_ms"), ("max ms", "max_ms"), ("runs", "runs"),
               ("load ms", "load_ms"), ("first ms", "first_ms"), ("peak RSS MB", "peak_rss_mb"),
               ("size MB", "model_size_mb"), ("GMACs", "gmacs"), ("params M", "params_m"),
-              ("published ms", "reference_ms"))
+              ("published ms", "reference_ms"), ("machine", "stable"))
 
 
 # The terminal shows the essentials (the files carry every column).
@@ -134,6 +144,8 @@ def _cell(row: dict[str, Any], key: str | None) -> str:
         return str(value) + ("" if row["ok"] else f" (failed: {row['error']})")
     if key == "runs":
         return "—" if value is None else str(int(value))
+    if key == "stable":  # the reasons are in the warnings above the table
+        return "—" if value is None else ("ok" if value else "⚠ " + str(row["unstable_kind"]))
     if isinstance(value, float):
         return _f(value, ".3f" if key in ("gmacs", "params_m", "model_size_mb") else ".2f")
     return "—" if value is None else str(value)
@@ -200,6 +212,8 @@ def bench_table(results: "BenchResults") -> "Table":
     for row in rows(results):
         cells = [_cell(row, k) for _, k in cols]
         cells[0] = cells[0].replace(f"/{row['runtime']}", "").replace(f"/t{row['threads']}", "")  # in the caption
+        if row["stable"] is False:  # measured on a busy machine or spread: the reason is in the warnings
+            cells[0] += f" ⚠ {row['unstable_kind']}"
         style = "red" if not row["ok"] else ("dim" if row["id"].startswith("@") else None)
         table.add_row(*cells, style=style)
     return table
