@@ -136,6 +136,18 @@ def assess(facts: dict[str, Any] | None, samples: Sequence[float], *, busy_cores
     return out
 
 
+def inflation(stability: dict[str, Any] | None, threads: int) -> float:
+    """How much slower the case could have been made by sharing its cores: `threads` / the cores its
+    process actually got while timed (>= 1; 1 when stable or unknown). A 1-thread case that got 0.66 of a
+    core ran 1.5x slower than on an idle core from descheduling alone."""
+    if not is_unstable(stability):
+        return 1.0
+    own = (stability or {}).get("own_cores")
+    if not isinstance(own, (int, float)) or own <= 0:
+        return float("inf")
+    return max(1.0, threads / own)
+
+
 def is_unstable(stability: dict[str, Any] | None) -> bool:
     """True when a case's recorded stability says it was not stable (unknown counts as stable)."""
     return bool(stability) and stability.get("stable") is False

@@ -220,9 +220,10 @@ def bench_table(results: "BenchResults") -> "Table":
 
 
 VERDICT_STYLE = {"regression": "bold red", "error": "red", "improvement": "bold green", "missing": "yellow",
-                 "new": "cyan", "ok": ""}
+                 "new": "cyan", "ok": "", "inconclusive": "bold yellow"}
 VERDICT_MARK = {"regression": "❌ regression", "error": "❌ error", "improvement": "🚀 improvement",
-                "missing": "⚠️ missing", "new": "🆕 new", "ok": "✅ ok"}
+                "missing": "⚠️ missing", "new": "🆕 new", "ok": "✅ ok",
+                "inconclusive": "❔ inconclusive"}
 
 
 def _ratio_cells(c: Any, conf: float) -> tuple[str, str]:

@@ -1,0 +1,76 @@
+"""The paired gate's report: a Rich table for the terminal and Markdown for a CI summary ($GITHUB_STEP_SUMMARY)."""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from edgevit.bench.tables import VERDICT_MARK, VERDICT_STYLE
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from edgevit.bench.paired_gate import PairedCase, PairedReport
+
+
+def _f(x: float | None, spec: str = ".2f") -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def _ratio(c: "PairedCase") -> tuple[str, str]:
+    if c.ratio is None:
+        return "—", "—"
+    return f"{c.ratio:.3f}", f"[{_f(c.ci_low, '.3f')}, {_f(c.ci_high, '.3f') if c.ci_high is not None else 'inf'}]"
+
+
+def headline(report: "PairedReport") -> str:
+    """One line: what the gate concluded."""
+    if report.failed:
+        kinds = sorted({c.verdict for c in report.failing})
+        return "❌ " + " and ".join("latency regression" if k == "regression" else k for k in kinds)
+    if report.wins:
+        return "🚀 faster"
+    return "✅ no regression"
+
+
+def paired_table(report: "PairedReport") -> "Table":
+    from rich.table import Table
+
+    table = Table(title=f"edgevit regress (paired) — {report.profile}: {report.base} vs {report.head}",
+                  header_style="bold", caption=f"{report.host}; tolerance {report.tolerance:.0%}, "
+                  f"{report.noise} {report.confidence:.0%} interval of per-pair {report.statistic} ratios")
+    for col in ("case", "base ms", "head ms", "ratio", "interval", "pairs", "verdict"):
+        table.add_column(col.replace(" ms", "\nms"), justify="left" if col in ("case", "verdict") else "right",
+                         no_wrap=col in ("case", "interval"))
+    for c in report.cases:
+        ratio, ci = _ratio(c)
+        table.add_row(_short(c.id), _f(c.base_ms), _f(c.head_ms), ratio, ci.strip("[]").replace(", ", "-"),
+                      str(c.pairs or "—"), c.verdict, style=VERDICT_STYLE.get(c.verdict) or None)
+    return table
+
+
+def _short(case_id: str) -> str:
+    """model/runtime/precision/bN/tN -> model/precision/bN/tN in the terminal (the notes carry the rest)."""
+    parts = case_id.split("/")
+    return "/".join(parts[:1] + parts[2:]) if len(parts) == 5 else case_id
+
+
+def paired_markdown(report: "PairedReport") -> str:
+    counts = ", ".join(f"{n} {v}" for v, n in report.counts().items())
+    lines = [
+        f"## edgevit latency gate, paired ({report.profile}): {headline(report)}", "",
+        f"- base: {report.base}; head: {report.head}; measured on {report.host}, interleaved in one job",
+        f"- verdicts: {counts}",
+        f"- rule: regression when the {report.confidence:.0%} {report.noise} interval of the per-pair ratios "
+        f"(head/base, {report.statistic} of each fresh process) lies above 1 and the ratio exceeds "
+        f"{1 + report.tolerance:.2f}; inconclusive when noise leaves it open",
+        f"- load average (1/5/15 min) at start {report.load_average.get('start')}, at end "
+        f"{report.load_average.get('end')}",
+    ]
+    lines += [f"- {n}" for n in report.notes]
+    lines += ["", "| case | base ms | head ms | ratio | interval | pairs | verdict | note |",
+              "|---|---:|---:|---:|---:|---:|---|---|"]
+    for c in report.cases:
+        ratio, ci = _ratio(c)
+        lines.append(f"| {c.id} | {_f(c.base_ms)} | {_f(c.head_ms)} | {ratio} | {ci} | {c.pairs or '—'} | "
+                     f"{VERDICT_MARK.get(c.verdict, c.verdict)} | {c.note.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
