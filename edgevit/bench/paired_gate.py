@@ -35,6 +35,7 @@ FAILING = ("regression", "error", "inconclusive", "missing")
 # chosen by benchmarks/gate_power.py (false alarms and power under load on the 2-core host; gate_power.md)
 DEFAULT_NOISE = "wilcoxon"
 DEFAULT_STATISTIC = "median"
+DEFAULT_STEP = 8  # pairs added per look while a case is inconclusive (8, 16, 24: three looks)
 
 
 @dataclass
@@ -172,7 +173,7 @@ Executor = Callable[..., CaseResult]
 
 def measure_pairs(pairs: Sequence[tuple[Case, Case]], protocol: Protocol, *, rule: Rule,
                   noise: NoiseModel | str = "wilcoxon", confidence: float = 0.95, min_pairs: int = 8,
-                  max_pairs: int = 24, step: int = 4, statistic: str = "median", skip_identical: bool = True,
+                  max_pairs: int = 24, step: int = DEFAULT_STEP, statistic: str = "median", skip_identical: bool = True,
                   executor: Executor | None = None, timeout_s: float = 900.0,
                   on_measure: Callable[[str, str, CaseResult], None] | None = None) -> list[PairedCase]:
     """Time every (base, head) pair of cases alternately until each has a verdict (see the module
@@ -190,9 +191,8 @@ def measure_pairs(pairs: Sequence[tuple[Case, Case]], protocol: Protocol, *, rul
     for c in cases:
         if skip_identical and c.base.artifact_sha256 and c.base.artifact_sha256 == c.head.artifact_sha256:
             c.result = PairedCase(c.head.id, "ok", note="identical artifact on both sides (same sha256): not timed")
-    target = min_pairs
     with progress.step("paired gate: base/head pairs", sum(min_pairs for c in cases if c.result is None)) as tick:
-        while any(c.result is None for c in cases):
+        for target in looks(min_pairs, max_pairs, step):
             for r in range(target):  # round-robin: round r measures pair r of every open case
                 for c in cases:
                     if c.result is None and len(c.base_ms) == r:
@@ -203,8 +203,29 @@ def measure_pairs(pairs: Sequence[tuple[Case, Case]], protocol: Protocol, *, rul
                 if c.result is None:
                     verdict = _judge(c, model, rule, confidence, final=final)
                     c.result = None if verdict.verdict == "inconclusive" and not final else verdict
-            target = min(max_pairs, target + step)
+            if all(c.result is not None for c in cases):
+                break
     return [c.result for c in cases if c.result is not None]
+
+
+def looks(min_pairs: int, max_pairs: int, step: int) -> list[int]:
+    """The pair counts at which an open case is judged: min_pairs, then every `step`, then max_pairs."""
+    out = list(range(min_pairs, max_pairs, step))
+    return out + [max_pairs] if not out or out[-1] != max_pairs else out
+
+
+def replay(ratios: Sequence[float], *, rule: Rule, noise: NoiseModel | str = "wilcoxon", confidence: float = 0.95,
+           min_pairs: int = 8, max_pairs: int = 24, step: int = DEFAULT_STEP, base_ms: float | None = None,
+           seed: int = 0) -> tuple[str, int, Interval]:
+    """The verdict `measure_pairs` reaches on one case whose pair ratios are `ratios` (in measured order):
+    (verdict, pairs it used, interval). For studies of the rule on recorded pairs (gate_power.py)."""
+    model = noise_model(noise) if isinstance(noise, str) else noise
+    for n in looks(min_pairs, min(max_pairs, len(ratios)), step):
+        iv = model.interval(ratios[:n], confidence, seed)
+        verdict, _ = decide(iv, rule, base_ms)
+        if verdict != "inconclusive":
+            return verdict, n, iv
+    return verdict, n, iv
 
 
 def _measure_pair(c: _Open, r: int, protocol: Protocol, run_one: Executor, timeout_s: float, statistic: str,
