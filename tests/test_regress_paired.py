@@ -290,3 +290,23 @@ def test_cli_paired_git_ref_of_this_repository(runner, tmp_path, monkeypatch):
     assert res.exit_code == 0 and "exported by its own edgevit" in res.output, res.output
     (case,) = json.loads(js.read_text())["cases"]
     assert case["verdict"] == "ok" and "identical artifact" in case["note"]  # the base measured the same file
+
+
+def test_ci_workflow_runs_the_paired_gate():
+    """.github/workflows/latency.yml gates with the paired mode on the smoke suite, with the history it needs."""
+    import yaml
+
+    from edgevit.bench.suites import load_suite
+
+    root = Path(__file__).resolve().parents[1]
+    flow = yaml.safe_load((root / ".github" / "workflows" / "latency.yml").read_text())
+    steps = flow["jobs"]["gate"]["steps"]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0  # the base commit is needed for `git worktree add`
+    gate = next(s for s in steps if "regress --base" in s.get("run", ""))
+    assert "--suite benchmarks/suites/smoke.yaml" in gate["run"] and "if" not in gate  # every event, never skipped
+    assert "continue-on-error" not in gate
+    load_suite(root / "benchmarks" / "suites" / "smoke.yaml")  # the suite it names is valid
+    cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache"))
+    for pattern in ("edgevit/models/**", "edgevit/backends/**"):
+        assert pattern in cache["with"]["key"] and (root / pattern.split("/**")[0]).is_dir()

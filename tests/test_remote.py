@@ -93,6 +93,8 @@ def test_whole_path_on_the_board(server: SshServer, tmp_path: Path, cas_onnx: Pa
     # peak RSS of the board's own fresh worker process (wait4 there): above the model, below 1 GB
     assert cas_onnx.stat().st_size / 2**20 < case.peak_rss_mb < 1024
     assert set(case.conditions) == {"before", "during", "after"}
+    # the machine's state while it was timed, measured by the worker on the board (/proc there)
+    assert case.stability["known"] and case.stability["wall_s"] > 0 and "stable" in case.stability
     # the facts were read on the board, inside the SSH session (its HOME is the one sshd set)
     assert res.setup["measured_on"] == "remote" and res.host["measured_on"] == "remote"
     assert res.setup["board"]["cache"] == str(cache) and res.setup["board"]["name"] == ALIAS
