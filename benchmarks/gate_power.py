@@ -67,7 +67,7 @@ HOG = ("import os, sys, time\n"
 def lscpu() -> dict[str, str]:
     """Model name and flags of this CPU (what the figures were measured on)."""
     try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=30).stdout
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return {}
     out = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,8 +101,8 @@ def _bad(mutate) -> object:
 
 BAD_FILES = {
     "a JSON list": (lambda d: [d], "a bench result is a JSON object, got a list"),
-    "another schema": (lambda d: d.update(schema="edgevit.predict/1"), "not an edgevit bench result (schema "
-                                                                         "'edgevit.predict/1'"),
+    "another schema": (lambda d: d.update(schema="edgevit.predict/1"),
+                       "not an edgevit bench result (schema 'edgevit.predict/1'"),
     "string samples": (lambda d: d["cases"][0].update(samples_ms=["1.2", "1.3"]), "samples_ms must be positive numbers"),
     "empty samples": (lambda d: d["cases"][0].update(samples_ms=[]), "a measured case has no samples"),
     "samples not a list": (lambda d: d["cases"][0].update(samples_ms="1.2"), "samples_ms must be a list of numbers"),
@@ -160,3 +161,16 @@ def test_baseline_tolerance_from_the_profile(tmp_path):
     base = _res({"m": 10})
     rep = compare(copy.deepcopy(base), base)
     assert rep.tolerance == (gate.baseline_tolerance or gate.rel_tolerance)
+
+
+def test_update_replaces_a_baseline_it_cannot_compare_with(tmp_path, files, cli):
+    old = files("old", _res({"a/onnxruntime/fp32/b1/t1": 10}))
+    new = files("new", _res({"b/onnxruntime/fp32/b1/t1": 10}))
+    assert cli(new, "--baseline", old).exit_code == 2  # no case in common: the gate refuses to judge
+    res = cli(new, "--baseline", old, "--update")  # but a new baseline may replace it
+    assert res.exit_code == 0 and "not compared with the old baseline" in res.output, res.output
+    assert json.loads(Path(old).read_text())["cases"][0]["case"]["id"] == "b/onnxruntime/fp32/b1/t1"
+    emulated = _res({"a": 10})
+    emulated.setup["measured_on"] = "emulated"
+    res = cli(files("emu", emulated), "--baseline", str(tmp_path / "e.json"), "--update", "--force")
+    assert res.exit_code == 2 and "emulated" in res.output and not (tmp_path / "e.json").exists()

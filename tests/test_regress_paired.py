@@ -7,7 +7,6 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -55,6 +54,18 @@ def test_deterministic_model_is_the_predicted_mode_seam():
     assert decide(model.interval([1.08]), RULE)[0] == "regression"
     assert decide(model.interval([1.02]), RULE)[0] == "ok"
     assert decide(model.interval([0.5]), RULE)[0] == "improvement"
+
+
+def test_judge_ratios_reports_a_predicted_mode_like_the_measured_one():
+    from edgevit.bench.paired_report import paired_markdown
+
+    cases = pg.judge_ratios({"fcaformer_l1/ncnn/fp32/b1/t4": [1.31], "cas_vit_xs/ncnn/fp32/b1/t4": [1.0]},
+                            rule=RULE, noise=Deterministic(0.0), base_ms={"fcaformer_l1/ncnn/fp32/b1/t4": 312.0})
+    assert [c.verdict for c in cases] == ["regression", "ok"] and cases[0].pairs == 1
+    report = pg.PairedReport(cases, 0.05, 0.0, 0.95, "deterministic", "predicted", "base abc", "head", "arm-a17",
+                             "predicted for arm-a17", {}, mode="predicted")
+    assert report.failed and [c.id for c in report.failing] == ["fcaformer_l1/ncnn/fp32/b1/t4"]
+    assert "❌ latency regression" in paired_markdown(report)
 
 
 def test_signed_rank_interval_is_exact():
@@ -271,7 +282,8 @@ def test_cli_paired_git_ref_runs_the_refs_own_edgevit(runner, tmp_path, monkeypa
     (case,) = json.loads(js.read_text())["cases"]
     assert case["verdict"] == "improvement" and case["ratio"] < 0.5, case
     assert "exported by its own edgevit" in res.output
-    worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True).stdout
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True,
+                               check=True).stdout
     assert len(worktrees.strip().splitlines()) == 1  # the temporary worktree is gone
 
 
@@ -280,7 +292,7 @@ def test_cli_paired_git_ref_runs_the_refs_own_edgevit(runner, tmp_path, monkeypa
 def test_cli_paired_git_ref_of_this_repository(runner, tmp_path, monkeypatch):
     """The real thing: HEAD of this checkout exported by its own (committed) edgevit in a worktree."""
     root = Path(__file__).resolve().parents[1]
-    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True).returncode:
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, check=False).returncode:
         pytest.skip("not a git checkout")
     conv_stack(tmp_path / "head" / "net.onnx", 8)
     suite = _suite(tmp_path, "net")

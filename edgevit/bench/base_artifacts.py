@@ -78,7 +78,7 @@ def from_folder(folder: Path, plan: "Plan") -> Side:
 # ---------------------------------------------------------------- a git ref
 def _git(args: list[str], cwd: Path, what: str) -> str:
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
     except FileNotFoundError:
         raise ConfigError("--base REF needs git on PATH (or give a folder of base artifacts)") from None
     if done.returncode != 0:
@@ -115,9 +115,9 @@ def from_git_ref(ref: str, suite: "Suite", *, cache_root: Path | None = None) ->
             with progress.step(f"base {ref} ({sha[:10]}): exporting the suite with its own edgevit"):
                 results = _export_with(tree, suite, Path(tmp), cache_root)
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo, capture_output=True)
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo, capture_output=True, check=False)
             shutil.rmtree(tree, ignore_errors=True)
-            subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True)
+            subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True, check=False)
     cases = {c.case.id: c.case for r in results for c in r.cases if not c.case.reference}
     failed = sorted({c.case.id for r in results for c in r.cases if not c.ok and not c.case.reference})
     notes = [f"base {ref} = {sha[:10]}, exported by its own edgevit"]
@@ -155,7 +155,7 @@ def _base_bench(tree: Path, suite_file: Path, out: Path, cache_root: Path | None
            "--runs", "1", "--warmup", "0", "--min-seconds", "0", "--json", str(out)]
     try:
         done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
         return f"timed out after {EXPORT_TIMEOUT_S:.0f} s"
     if done.returncode == 0:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -267,6 +267,23 @@ def _median(xs: Sequence[float]) -> float:
     return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
 
 
+def judge_ratios(ratios: Mapping[str, Sequence[float]], *, rule: Rule, noise: NoiseModel | str,
+                 confidence: float = 0.95, base_ms: Mapping[str, float] | None = None,
+                 head_ms: Mapping[str, float] | None = None) -> list[PairedCase]:
+    """Verdicts for per-case ratios another mode produced: the seam for a deterministic mode (a cost
+    model's predicted latencies, instruction counts: `verdict.Deterministic(margin)`), which then
+    reports, prints and fails exactly like the measured paired gate (`PairedReport(mode=...)`)."""
+    model = noise_model(noise) if isinstance(noise, str) else noise
+    out = []
+    for cid, rs in ratios.items():
+        iv = model.interval(list(rs), confidence, zlib.crc32(cid.encode()))
+        b = (base_ms or {}).get(cid)
+        verdict, note = decide(iv, rule, b)
+        out.append(PairedCase(cid, verdict, b, (head_ms or {}).get(cid), iv.point, iv.low,
+                              iv.high if math.isfinite(iv.high) else None, len(rs), [round(x, 5) for x in rs], 0, note))
+    return out
+
+
 # ---------------------------------------------------------------- the gate
 def paired_gate(base: str | Path, suite: str | Path, *, profile: str | None = None, threads: int | None = None,
                 tolerance: float | None = None, floor_ms: float | None = None, confidence: float = 0.95,
@@ -302,4 +319,4 @@ def paired_gate(base: str | Path, suite: str | Path, *, profile: str | None = No
     return PairedReport(cases, rule.tolerance, rule.floor_ms, confidence, noise, statistic, base_s.label, head.label,
                         plan.profile.name, f"{host.cpu} x{host.cores}", proto.to_dict(), notes,
                         {"start": load_start, "end": load_average()}, allow_missing, allow_inconclusive,
-                        _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+                        _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))

@@ -35,7 +35,7 @@ def headline(report: "PairedReport") -> str:
 def paired_table(report: "PairedReport") -> "Table":
     from rich.table import Table
 
-    table = Table(title=f"edgevit regress (paired) — {report.profile}: {report.base} vs {report.head}",
+    table = Table(title=f"edgevit regress ({report.mode}) — {report.profile}: {report.base} vs {report.head}",
                   header_style="bold", caption=f"{report.host}; tolerance {report.tolerance:.0%}, "
                   f"{report.noise} {report.confidence:.0%} interval of per-pair {report.statistic} ratios")
     for col in ("case", "base ms", "head ms", "ratio", "interval", "pairs", "verdict"):
@@ -56,16 +56,19 @@ def _short(case_id: str) -> str:
 
 def paired_markdown(report: "PairedReport") -> str:
     counts = ", ".join(f"{n} {v}" for v, n in report.counts().items())
+    measured = report.mode == "paired"
     lines = [
-        f"## edgevit latency gate, paired ({report.profile}): {headline(report)}", "",
-        f"- base: {report.base}; head: {report.head}; measured on {report.host}, interleaved in one job",
+        f"## edgevit latency gate, {report.mode} ({report.profile}): {headline(report)}", "",
+        f"- base: {report.base}; head: {report.head}; "
+        + (f"measured on {report.host}, interleaved in one job" if measured else report.host),
         f"- verdicts: {counts}",
-        f"- rule: regression when the {report.confidence:.0%} {report.noise} interval of the per-pair ratios "
-        f"(head/base, {report.statistic} of each fresh process) lies above 1 and the ratio exceeds "
-        f"{1 + report.tolerance:.2f}; inconclusive when noise leaves it open",
-        f"- load average (1/5/15 min) at start {report.load_average.get('start')}, at end "
-        f"{report.load_average.get('end')}",
+        f"- rule: regression when the {report.confidence:.0%} {report.noise} interval of the "
+        + (f"per-pair ratios (head/base, {report.statistic} of each fresh process)" if measured else "ratios (head/base)")
+        + f" lies above 1 and the ratio exceeds {1 + report.tolerance:.2f}; inconclusive when noise leaves it open",
     ]
+    if measured:
+        lines.append(f"- load average (1/5/15 min) at start {report.load_average.get('start')}, at end "
+                     f"{report.load_average.get('end')}")
     lines += [f"- {n}" for n in report.notes]
     lines += ["", "| case | base ms | head ms | ratio | interval | pairs | verdict | note |",
               "|---|---:|---:|---:|---:|---:|---|---|"]

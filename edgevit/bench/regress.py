@@ -350,8 +350,15 @@ def regress(current: "str | Path | BenchResults", baseline: "str | Path | BenchR
                                  "", cur.setup.get("profile", ""), [f"no baseline yet: wrote {bpath}"], "median")
         raise ConfigError(f"baseline {bpath} does not exist; create it with --update")
     base = baseline if isinstance(baseline, BenchResults) else load_results(bpath)  # type: ignore[arg-type]
-    report = compare(cur, base, tolerance=tolerance, floor_ms=floor_ms, confidence=confidence, normalize=normalize,
-                     statistic=statistic, allow_missing=allow_missing, allow_inconclusive=allow_inconclusive)
+    try:
+        report = compare(cur, base, tolerance=tolerance, floor_ms=floor_ms, confidence=confidence,
+                         normalize=normalize, statistic=statistic, allow_missing=allow_missing,
+                         allow_inconclusive=allow_inconclusive)
+    except ConfigError as exc:  # a new baseline may replace one it cannot be compared with (other cases)
+        if not update or bpath is None:
+            raise
+        report = RegressReport([], math.nan, math.nan, confidence, False, None, _machine(base), _machine(cur),
+                               cur.setup.get("profile", ""), [f"not compared with the old baseline: {exc}"])
     if update and bpath is not None:
         write_baseline(cur, bpath)
         report.notes.append(f"baseline updated: {bpath}")
@@ -363,6 +370,8 @@ def check_baseline_worthy(results: "BenchResults", *, force: bool = False) -> li
     returns the reasons it would have been refused (empty for a clean run)."""
     from edgevit.bench.stability import unstable_reasons
 
+    if results.setup.get("measured_on") == "emulated":  # never a timing, forced or not
+        raise ConfigError("refusing to write a baseline from emulated (qemu) results: their timings are the emulator's")
     reasons = [f"{c.case.id}: failed ({c.error})" for c in results.cases if not c.ok] + unstable_reasons(results.cases)
     if reasons and not force:
         more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""

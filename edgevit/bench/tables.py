@@ -204,6 +204,8 @@ def bench_table(results: "BenchResults") -> "Table":
         title += f" — on board {(s.get('board') or {}).get('name', '?')}"
     caption = (f"{', '.join(s['runtimes'])} {results.versions.get(s['runtimes'][0], '') if s['runtimes'] else ''}; "
                f"{s['threads']} threads; {host_line(results)}")
+    if any((r.stability or {}).get("stable") is False for r in results.cases):
+        caption += "; ⚠ unstable: busy machine or spread samples (see the warnings)"
     table = Table(title=title, caption=caption, header_style="bold")
     cols = [(h, k) for h, k in MD_COLUMNS if k in TERMINAL_KEYS]
     for head, key in cols:
@@ -213,7 +215,7 @@ def bench_table(results: "BenchResults") -> "Table":
         cells = [_cell(row, k) for _, k in cols]
         cells[0] = cells[0].replace(f"/{row['runtime']}", "").replace(f"/t{row['threads']}", "")  # in the caption
         if row["stable"] is False:  # measured on a busy machine or spread: the reason is in the warnings
-            cells[0] += f" ⚠ {row['unstable_kind']}"
+            cells[0] += " ⚠"
         style = "red" if not row["ok"] else ("dim" if row["id"].startswith("@") else None)
         table.add_row(*cells, style=style)
     return table

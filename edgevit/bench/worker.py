@@ -58,9 +58,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
     import numpy as np
 
+    from edgevit.backends import get_runtime, open_runner
     from edgevit.bench import stability
     from edgevit.bench.protocol import Protocol, measure
-    from edgevit.backends import get_runtime, open_runner
 
     protocol = Protocol.from_dict(spec.get("protocol") or {})
     avail = get_runtime(spec["runtime"]).probe()

@@ -125,8 +125,8 @@ def _report(res: "Any", json_out: str | None, csv_out: str | None, md_out: str |
     from edgevit.bench import tables
     from edgevit.errors import BenchFailure
 
-    if warn_cases:  # seen while measuring (a board that throttled); the plan's warnings came before the run
-        _warn([f"{r.case.id}: {w}" for r in res.cases for w in r.warnings])
+    if warn_cases:  # seen while measuring (a busy machine, a board that throttled); the plan's came before the run
+        _warn([f"{r.case.id}: {w}" for r in res.cases for w in r.warnings], title="seen while measuring")
     console.print(tables.bench_table(res))
     for option, writer in ((json_out, tables.write_json), (csv_out, tables.write_csv),
                            (md_out, tables.write_markdown)):
@@ -181,13 +181,12 @@ def _fleet(path: Path, inputs: list[str], suite: str | None, protocol: dict[str,
         raise BenchFailure(f"{len(errors)} board(s) failed, {sum(not r.ok for _, r in named)} with failed cases")
 
 
-def _warn(warnings: list[str]) -> None:
+def _warn(warnings: list[str], title: str = "not the profile's device / settings adjusted") -> None:
     if not warnings:
         return
     from rich.panel import Panel
 
-    err_console.print(Panel("\n".join(warnings), title="[bold yellow]not the profile's device / settings adjusted",
-                            border_style="yellow"))
+    err_console.print(Panel("\n".join(warnings), title=f"[bold yellow]{title}", border_style="yellow"))
 
 
 @app.command("devices")

@@ -10,12 +10,14 @@ from typing import Annotated, Any
 
 import typer
 
+from edgevit.bench.paired_gate import STATISTICS as PAIRED_STATISTICS
+from edgevit.bench.verdict import NOISE_MODELS
 from edgevit.cli.app import app, console, err_console
 
 
 @app.command("regress")
 def regress_cmd(
-    current: Annotated[Path | None, typer.Argument(metavar="[RESULTS]", help="Result JSON of `edgevit bench ... "
+    current: Annotated[Path | None, typer.Argument(metavar="RESULTS", help="Result JSON of `edgevit bench ... "
                                                    "--json` (with --baseline).")] = None,
     baseline: Annotated[Path | None, typer.Option(metavar="FILE", help="Baseline JSON, e.g. "
                                                   "benchmarks/baselines/host.json.")] = None,
@@ -27,8 +29,8 @@ def regress_cmd(
                                               "(default: the profile's gate).")] = None,
     max_pairs: Annotated[int | None, typer.Option(metavar="N", help="Paired: at most this many pairs while a case "
                                                   "is inconclusive (default: the profile's gate).")] = None,
-    noise: Annotated[str | None, typer.Option(metavar="MODEL", help="Paired: wilcoxon, sign or bootstrap interval "
-                                              "of the pair ratios (default wilcoxon).")] = None,
+    noise: Annotated[str | None, typer.Option(metavar="MODEL", help=f"Paired: the interval of the pair ratios, "
+                                              f"{', '.join(NOISE_MODELS)} (default wilcoxon).")] = None,
     runs: Annotated[int | None, typer.Option(metavar="N", help="Paired: timed runs per process (default: the "
                                              "suite's).")] = None,
     tolerance: Annotated[float | None, typer.Option(metavar="R", help="Relative tolerance (default: the "
@@ -40,7 +42,8 @@ def regress_cmd(
                                                   "always or never divide by the @reference case's ratio (default: "
                                                   "the profile's gate).")] = None,
     statistic: Annotated[str | None, typer.Option(metavar="STAT", help="median, p25 or p10 (baseline mode; default: "
-                                                  "the profile's gate); paired: median, p25 or min per process.")] = None,
+                                                  "the profile's gate); paired, per process: "
+                                                  f"{', '.join(PAIRED_STATISTICS)}.")] = None,
     update: Annotated[bool, typer.Option("--update", metavar="", help="Write the current results as the new "
                                          "baseline (refused for an unstable run).")] = False,
     force: Annotated[bool, typer.Option("--force", metavar="", help="With --update: write it even though cases were "
