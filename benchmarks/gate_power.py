@@ -260,6 +260,11 @@ def summary_stats(trials: list[dict]) -> dict:
             out[f"{cond}_others_cores_median"] = _median([p["stability"].get("others_cores", 0) for p in procs])
             out[f"{cond}_unstable_share"] = round(sum(p["stability"].get("stable") is False for p in procs)
                                                   / len(procs), 3)
+        for var in VARIANTS[1:]:  # the slowdown as the trials' fresh processes saw it (median pair ratio)
+            r = [x for t in trials if t["condition"] == cond and t["variant"] == var and t["ok"]
+                 for x in pair_ratios(t, "median")]
+            if r:
+                out[f"{cond}_{var}_realized"] = round(_median(r) - 1, 4)
         same = [t for t in trials if t["condition"] == cond and t["variant"] == "same" and t["ok"]]
         r = sorted(x for t in same for x in pair_ratios(t, "median"))
         if r:
@@ -282,6 +287,13 @@ def markdown(data: dict, rows: list[dict]) -> str:
         f"- model: {m['model']} fp32 ONNX, 1 thread, ORT; base median {facts['base']['median_ms']} ms in-process; "
         + "; ".join(f"{k}: {v['blocks']} identity 1x1 convs, measured +{v['measured']:.1%}" for k, v in facts.items()
                     if k in SLOWDOWNS),
+        "- the slowdowns as the trials measured them (median pair ratio, fresh processes): "
+        + "; ".join(f"{c} {v} {st[f'{c}_{v}_realized']:+.1%}" for c in CONDITIONS for v in VARIANTS[1:]
+                    if f"{c}_{v}_realized" in st),
+        *[f"- **warning**: {c} {v} was {st[f'{c}_{v}_realized']:+.1%} in the trials, not {v}: its row is for that "
+          "slowdown (sizing on a loaded machine is unreliable; rerun on a quiet one)"
+          for c in CONDITIONS for v, want in SLOWDOWNS.items()
+          if abs(st.get(f"{c}_{v}_realized", want) - want) > 0.02],
         f"- conditions: quiet (nothing started by the script) and hog (one busy loop pinned to the last CPU); "
         f"1-min load average over the trials: min {st.get('load1_min')}, median {st.get('load1_median')}, max "
         f"{st.get('load1_max')} (load < 1.5 at the start: {m['quiet_at_start']})",
@@ -333,8 +345,13 @@ HOW = """### How to read and rerun this
   are replayed through `edgevit.bench.paired_gate.replay` for each rule, so all rows judge the same
   measurements. A sequential schedule `8-16` judges after 8 pairs and adds 4 at a time while a case is
   inconclusive.
-- Rerun: `python benchmarks/gate_power.py` on a quiet machine (`uptime` load < 1.5); `--quick` for a smoke
-  run; `--from-json benchmarks/results/gate_power.json` re-judges recorded pairs without measuring.
+- The injected slowdowns are sized in one process (interleaved, 200 rounds) and then measured again by
+  the trials themselves (the line above); on a loaded machine the in-process sizing is unreliable, so
+  read the trials' figure.
+- Full run (about 2 h; the machine must be quiet: `uptime` load < 1.5, nothing else running):
+  `nohup python benchmarks/gate_power.py > gate_power.log 2>&1 &`. `--quick` is a smoke run (3 trials,
+  8 pairs, short protocol, ~8 min); `--from-json benchmarks/results/gate_power.json` re-judges recorded
+  pairs without measuring (after changing the rule's defaults, for instance).
 """
 
 

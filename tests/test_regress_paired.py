@@ -287,7 +287,6 @@ def test_cli_paired_git_ref_runs_the_refs_own_edgevit(runner, tmp_path, monkeypa
     assert len(worktrees.strip().splitlines()) == 1  # the temporary worktree is gone
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_cli_paired_git_ref_of_this_repository(runner, tmp_path, monkeypatch):
     """The real thing: HEAD of this checkout exported by its own (committed) edgevit in a worktree."""
