@@ -9,8 +9,8 @@ code `edgevit regress --base` runs):
 
 * Artifacts: the base is a real model's fp32 ONNX export (default cas_vit_xs, the smoke suite's model);
   the injected slowdowns are that model with a chain of identity 1x1 convolutions in front of it
-  (`synthetic.with_extra_work`: same outputs, extra work in the graph), the chain sized by an in-process
-  interleaved measurement to cost 10% and 20% of the model, and that cost then measured again.
+  (`synthetic.with_extra_work`: same outputs, extra work in the graph), the chain sized by fresh-process
+  pairs to cost 10% and 20% of the model, and that cost then measured again by the trials.
 * Trials: `--trials` unchanged reruns (base vs an identical copy, timed even though identical), and as many
   +10% and +20% comparisons, each recording `--pairs` base/head pairs of fresh processes; every trial runs
   once quiet and once with a background load on one core (a bounded CPU hog this script starts, pins
@@ -111,29 +111,21 @@ def base_artifact(model: str, artifact: Path | None) -> Path:
     return get_artifact(model, target="onnx", precision="fp32", img_size=None, batch=1).path
 
 
-def interleaved_ms(paths: dict[str, Path], rounds: int) -> dict[str, list[float]]:
-    """Per-variant latencies from one process, rounds rotating over the variants (1 thread, no spinning)."""
-    import numpy as np
-
-    from edgevit.bench.paired import interleaved, ort_runners
-
-    runners = ort_runners(paths, threads=1)
-    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
-    try:
-        return interleaved(runners, x, rounds, warmup=10)
-    finally:
-        for r in runners.values():
-            r.close()
-
-
 def _median(xs: list[float]) -> float:
     s = sorted(xs)
     m = len(s) // 2
     return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
 
 
-def make_variants(src: Path, root: Path, rounds: int, probe: int = 16) -> tuple[dict[str, Path], dict[str, dict]]:
-    """base, same (identical bytes) and the +10%/+20% models sized by measurement; their measured cost."""
+def fresh_slowdown(base: Path, head: Path, pairs: int, protocol: Protocol) -> float:
+    """head's slowdown over base as the gate sees it: median pair ratio of fresh processes, minus 1."""
+    return _median(pair_ratios(trial(base, head, pairs, protocol), "median")) - 1
+
+
+def make_variants(src: Path, root: Path, protocol: Protocol, pairs: int, probe: int = 16
+                  ) -> tuple[dict[str, Path], dict[str, dict]]:
+    """base, same (identical bytes) and the +10%/+20% models, sized by fresh-process pairs (what the trials
+    measure) and resized while more than 1.5 points off; their measured cost."""
     from edgevit.bench.synthetic import with_extra_work
 
     base = with_extra_work(src, root / "base" / "model.onnx", 0)
@@ -141,23 +133,22 @@ def make_variants(src: Path, root: Path, rounds: int, probe: int = 16) -> tuple[
     same.parent.mkdir(parents=True)
     shutil.copyfile(base, same)
     probe_path = with_extra_work(src, root / "probe" / "model.onnx", probe)
-    t = interleaved_ms({"base": base, "probe": probe_path}, rounds)
-    t0, per_block = _median(t["base"]), (_median(t["probe"]) - _median(t["base"])) / probe
+    per_block = max(fresh_slowdown(base, probe_path, pairs, protocol), 0.005) / probe  # share of base per block
     paths = {"base": base, "same": same}
-    blocks = {label: max(1, round(s * t0 / per_block)) for label, s in SLOWDOWNS.items()}
-    for attempt in range(4):  # measure what the chains cost; resize the ones more than 1.5 points off
-        for label in SLOWDOWNS:
+    blocks = {label: max(1, round(s / per_block)) for label, s in SLOWDOWNS.items()}
+    measured: dict[str, float] = {}
+    for attempt in range(3):
+        for label, s in SLOWDOWNS.items():
+            if label in measured and abs(measured[label] - s) <= 0.015:
+                continue
+            if label in measured:  # resize from what this size measured
+                blocks[label] = max(1, round(blocks[label] * s / measured[label])) if measured[label] > 0.005 \
+                    else blocks[label] * 2
             paths[label] = with_extra_work(src, root / label.strip("+%") / "model.onnx", blocks[label])
-        check = interleaved_ms({k: paths[k] for k in ("base", *SLOWDOWNS)}, rounds)
-        measured = {label: _median([h / b for b, h in zip(check["base"], check[label])]) - 1 for label in SLOWDOWNS}
-        off = {label: s for label, s in SLOWDOWNS.items() if abs(measured[label] - s) > 0.015}
-        if not off or attempt == 3:
-            break
-        for label, s in off.items():
-            blocks[label] = max(1, round(blocks[label] * s / measured[label])) if measured[label] > 0 else blocks[label] * 2
-    facts = {label: {"blocks": blocks[label], "intended": s, "measured": round(measured[label], 4),
-                     "sizing_rounds": attempt + 1} for label, s in SLOWDOWNS.items()}
-    facts["base"] = {"median_ms": round(_median(check["base"]), 3), "per_block_ms": round(per_block, 4)}
+            measured[label] = fresh_slowdown(base, paths[label], pairs, protocol)
+    facts = {label: {"blocks": blocks[label], "intended": s, "measured": round(measured[label], 4)}
+             for label, s in SLOWDOWNS.items()}
+    facts["base"] = {"per_block": round(per_block, 5), "sizing_pairs": pairs}
     return paths, facts
 
 
@@ -284,9 +275,9 @@ def markdown(data: dict, rows: list[dict]) -> str:
         f"hypervisor), {m['os']}; flags include: {', '.join(f for f in m['flags_of_note'])}",
         f"- {'QUICK smoke run: too few trials for figures; ' if m['quick'] else ''}{n_trials} trials per variant "
         f"and condition, {m['pairs']} pairs of fresh processes each; protocol per process: {m['protocol']}",
-        f"- model: {m['model']} fp32 ONNX, 1 thread, ORT; base median {facts['base']['median_ms']} ms in-process; "
-        + "; ".join(f"{k}: {v['blocks']} identity 1x1 convs, measured +{v['measured']:.1%}" for k, v in facts.items()
-                    if k in SLOWDOWNS),
+        f"- model: {m['model']} fp32 ONNX, 1 thread, ORT; sized with {facts['base'].get('sizing_pairs')} fresh-process "
+        "pairs each: " + "; ".join(f"{k}: {v['blocks']} identity 1x1 convs, measured {v['measured']:+.1%}"
+                                  for k, v in facts.items() if k in SLOWDOWNS),
         "- the slowdowns as the trials measured them (median pair ratio, fresh processes): "
         + "; ".join(f"{c} {v} {st[f'{c}_{v}_realized']:+.1%}" for c in CONDITIONS for v in VARIANTS[1:]
                     if f"{c}_{v}_realized" in st),
@@ -345,8 +336,8 @@ HOW = """### How to read and rerun this
   are replayed through `edgevit.bench.paired_gate.replay` for each rule, so all rows judge the same
   measurements. A sequential schedule `8-16` judges after 8 pairs and adds 4 at a time while a case is
   inconclusive.
-- The injected slowdowns are sized in one process (interleaved, 200 rounds) and then measured again by
-  the trials themselves (the line above); on a loaded machine the in-process sizing is unreliable, so
+- The injected slowdowns are sized with fresh-process pairs (as the gate measures) and then measured
+  again by the trials themselves (the line above); on a loaded machine the sizing is unreliable, so
   read the trials' figure.
 - Full run (about 2 h; the machine must be quiet: `uptime` load < 1.5, nothing else running):
   `nohup python benchmarks/gate_power.py > gate_power.log 2>&1 &`. `--quick` is a smoke run (3 trials,
@@ -398,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="gate-power-") as tmp:
         src = base_artifact(args.model, args.artifact)
-        paths, data["variants"] = make_variants(src, Path(tmp), rounds=40 if args.quick else 200)
+        paths, data["variants"] = make_variants(src, Path(tmp), protocol, pairs=4 if args.quick else 8)
         print(f"variants: {data['variants']}", file=sys.stderr, flush=True)
         schedule = [(i, c, v) for i in range(args.trials) for c in CONDITIONS for v in VARIANTS]
         for k, (i, cond, var) in enumerate(schedule):

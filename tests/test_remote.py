@@ -367,12 +367,13 @@ def test_regress_on_two_board_results_uses_the_board_profile_gate(server: SshSer
     report = regress(cur, base)
     assert report.profile == "arm-a72" and report.tolerance == 0.10 and report.floor_ms == 2.0  # arm-a72's gate
     assert report.baseline_host.startswith("board edgevit-board: ")
-    assert {c.verdict for c in report.cases} <= {"ok", "improvement", "regression"}
+    assert {c.verdict for c in report.cases} <= {"ok", "improvement", "regression", "inconclusive"}
     # a board that got 3x slower (and by more than the 2 ms floor) fails the gate like a host would
     slow = load_results(cur)
     for c in slow.cases:
         if not c.case.reference:
             c.samples_ms = [s * 3 + 3 for s in c.samples_ms]
+            c.stability = {}  # as if measured on a quiet board (a busy one: tests/test_regress_errors.py)
     report = regress(slow, base)
     assert report.failed and [c.verdict for c in report.cases if c.id.startswith("stack2")] == ["regression"]
     emulated = load_results(cur)

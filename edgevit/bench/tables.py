@@ -254,7 +254,9 @@ def regress_table(report: "RegressReport") -> "Table":
 def regress_markdown(report: "RegressReport") -> str:
     """The gate's report for a CI summary ($GITHUB_STEP_SUMMARY)."""
     counts = ", ".join(f"{n} {v}" for v, n in report.counts().items())
-    head = "❌ latency regression" if report.failed else ("🚀 faster: refresh the baseline" if report.wins else "✅ no regression")
+    kinds = sorted({c.verdict for c in report.failing})
+    head = ("❌ " + " and ".join("latency regression" if k == "regression" else k for k in kinds) if report.failed
+            else "🚀 faster: refresh the baseline" if report.wins else "✅ no regression")
     lines = [
         f"## edgevit latency gate ({report.profile}): {head}", "",
         f"- verdicts: {counts}",
