@@ -44,9 +44,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgevit.bench import paired_gate as pg  # noqa: E402
-from edgevit.bench.protocol import Protocol  # noqa: E402
-from edgevit.bench.verdict import NOISE_MODELS, Rule  # noqa: E402
+from edgevit.bench import paired_gate as pg
+from edgevit.bench.protocol import Protocol
+from edgevit.bench.verdict import NOISE_MODELS, Rule
 
 VARIANTS = ("same", "+10%", "+20%")
 SLOWDOWNS = {"+10%": 0.10, "+20%": 0.20}
@@ -106,7 +106,7 @@ def base_artifact(model: str, artifact: Path | None) -> Path:
     """The real model's fp32 ONNX file: given, or exported into the edgevit cache (once)."""
     if artifact is not None:
         return artifact
-    from edgevit.bench.cache import get_artifact
+    from edgevit.cache import get_artifact
 
     return get_artifact(model, target="onnx", precision="fp32", img_size=None, batch=1).path
 
@@ -271,10 +271,10 @@ def markdown(data: dict, rows: list[dict]) -> str:
                     for c in CONDITIONS), default=0)
     lines = [
         "## Paired latency gate: false alarms and power, measured here", "",
-        f"- machine: {cpu.get('Model name', '?')} x{cpu.get('CPU(s)', '?')} ({cpu.get('Hypervisor vendor', 'no')} "
-        f"hypervisor), {m['os']}; flags include: {', '.join(f for f in m['flags_of_note'])}",
-        f"- {'QUICK smoke run: too few trials for figures; ' if m['quick'] else ''}{n_trials} trials per variant "
-        f"and condition, {m['pairs']} pairs of fresh processes each; protocol per process: {m['protocol']}",
+        (f"- machine: {cpu.get('Model name', '?')} x{cpu.get('CPU(s)', '?')} ({cpu.get('Hypervisor vendor', 'no')} "
+        f"hypervisor), {m['os']}; flags include: {', '.join(f for f in m['flags_of_note'])}"),
+        (f"- {'QUICK smoke run: too few trials for figures; ' if m['quick'] else ''}{n_trials} trials per variant "
+        f"and condition, {m['pairs']} pairs of fresh processes each; protocol per process: {m['protocol']}"),
         f"- model: {m['model']} fp32 ONNX, 1 thread, ORT; sized with {facts['base'].get('sizing_pairs')} fresh-process "
         "pairs each: " + "; ".join(f"{k}: {v['blocks']} identity 1x1 convs, measured {v['measured']:+.1%}"
                                   for k, v in facts.items() if k in SLOWDOWNS),
@@ -285,18 +285,18 @@ def markdown(data: dict, rows: list[dict]) -> str:
           "slowdown (sizing on a loaded machine is unreliable; rerun on a quiet one)"
           for c in CONDITIONS for v, want in SLOWDOWNS.items()
           if abs(st.get(f"{c}_{v}_realized", want) - want) > 0.02],
-        f"- conditions: quiet (nothing started by the script) and hog (one busy loop pinned to the last CPU); "
+        (f"- conditions: quiet (nothing started by the script) and hog (one busy loop pinned to the last CPU); "
         f"1-min load average over the trials: min {st.get('load1_min')}, median {st.get('load1_median')}, max "
-        f"{st.get('load1_max')} (load < 1.5 at the start: {m['quiet_at_start']})",
-        f"- others' CPU during the timed phases (median cores): quiet {st.get('quiet_others_cores_median')}, hog "
+        f"{st.get('load1_max')} (load < 1.5 at the start: {m['quiet_at_start']})"),
+        (f"- others' CPU during the timed phases (median cores): quiet {st.get('quiet_others_cores_median')}, hog "
         f"{st.get('hog_others_cores_median')}; processes flagged unstable: quiet {st.get('quiet_unstable_share')}, "
-        f"hog {st.get('hog_unstable_share')}",
-        f"- A/A pair ratios (median statistic), 5th-95th percentile: quiet {st.get('quiet_aa_pair_ratio_p5_p95')}, "
-        f"hog {st.get('hog_aa_pair_ratio_p5_p95')}",
+        f"hog {st.get('hog_unstable_share')}"),
+        (f"- A/A pair ratios (median statistic), 5th-95th percentile: quiet {st.get('quiet_aa_pair_ratio_p5_p95')}, "
+        f"hog {st.get('hog_aa_pair_ratio_p5_p95')}"),
         f"- measured {m['started']} to {m['ended']} ({m['minutes']:.0f} min)",
         "",
-        "Counts are regression verdicts (for `same`: false alarms); `inc` = inconclusive. Pass = at most 1 "
-        "false alarm per 20 in each condition, +10% caught >= 19/20 and +20% 20/20 in both.", "",
+        ("Counts are regression verdicts (for `same`: false alarms); `inc` = inconclusive. Pass = at most 1 "
+        "false alarm per 20 in each condition, +10% caught >= 19/20 and +20% 20/20 in both."), "",
     ]
     head = "| rule (noise / statistic / tol / pairs / confidence) | " + " | ".join(
         f"{c} {v}" for c in CONDITIONS for v in VARIANTS) + " | inc (same) | mean pairs | pass |"

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from edgevit.bench.api import plan
-    from edgevit.bench.cache import get_artifact
+    from edgevit.cache import get_artifact
     from edgevit.bench.profiles import load_average
     from edgevit.bench.remote import RemoteExecutor, SshTarget
     from edgevit.bench.runner import run_case

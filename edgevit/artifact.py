@@ -144,10 +144,16 @@ class ArtifactRecord:
         """The PyTorch model this artifact was exported from, rebuilt and checked against its weight hash."""
         from edgevit.models import build_reference, state_dict_sha256
 
+        from edgevit.models._macs import count_params
+
         w = self.weights
         model = build_reference(self.model, checkpoint=w.checkpoint if w.kind == "checkpoint" else None,
                                 img_size=self.img_size, num_classes=self.num_classes, seed=w.seed or 0,
                                 init=w.init)
+        if self.params and count_params(model) != self.params:
+            raise VerificationError(f"the sidecar of {self.artifact} names model {self.model!r}, but the artifact "
+                                    f"has {self.params:,} parameters and {self.model} {count_params(model):,}: "
+                                    "the sidecar belongs to another export")
         if w.state_sha256 and state_dict_sha256(model) != w.state_sha256:
             why = ("the checkpoint file changed since the export" if w.kind == "checkpoint"
                    else "this edgevit or torch initialises the seeded weights differently")

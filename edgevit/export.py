@@ -24,7 +24,7 @@ from edgevit.artifact import (
     sidecar_path,
     write_record,
 )
-from edgevit.errors import CheckpointError, ConfigError, ExportError, VerificationError
+from edgevit.errors import CheckpointError, ConfigError, EdgeVitError, ExportError, VerificationError
 from edgevit.files import check_writable, remove_path, replace_path, temp_sibling
 
 if TYPE_CHECKING:
@@ -61,7 +61,8 @@ class ExportReport:
 
 
 def _validate(backend: "Backend", *, img_size: int, batch: int, dynamic_batch: bool, opset: int | None,
-              calib_method: str | None, preset: str | None, calib_samples: int | None, precision: str) -> None:
+              calib_method: str | None, preset: str | None, calib_samples: int | None, precision: str,
+              threads: int | None) -> None:
     if not isinstance(img_size, int) or img_size < SIZE_MULTIPLE or img_size > MAX_IMG_SIZE or img_size % SIZE_MULTIPLE:
         raise ConfigError(
             f"invalid --img-size {img_size}: use a multiple of {SIZE_MULTIPLE} between {SIZE_MULTIPLE} and {MAX_IMG_SIZE}"
@@ -86,6 +87,8 @@ def _validate(backend: "Backend", *, img_size: int, batch: int, dynamic_batch: b
         raise ConfigError(f"unknown --preset {preset!r} for target {backend.key}; it offers: {offered}")
     if calib_samples is not None and calib_samples < 1:
         raise ConfigError(f"invalid --calib-samples {calib_samples}: use at least 1")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
 
 
 def default_name(model: str, precision: str, suffix: str, preset: str | None = None) -> str:
@@ -208,6 +211,43 @@ def _verify(tmp: Path, final: Path, record: ArtifactRecord, ref_model: "nn.Modul
     return report
 
 
+def _run_exporter(backend: "Backend", req: Any) -> Any:
+    """The backend's exporter; an interrupt that an SDK wrapped into its own error is an interrupt again
+    (torch.export turns Ctrl-C into an exporter failure), never "export failed"."""
+    try:
+        return backend.export(req)
+    except Exception as exc:
+        if _interrupted(exc):
+            raise KeyboardInterrupt() from None
+        raise
+
+
+def _interrupted(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt) or "KeyboardInterrupt" in str(e).split(":", 1)[0]:
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _cleanup(final: Path, tmp: Path) -> None:
+    for leftover in final.parent.glob(f"{tmp.name}*"):
+        remove_path(leftover)
+
+
+def _renamed(exc: EdgeVitError, tmp: Path, final: Path) -> EdgeVitError:
+    """The same error naming the artifact the user asked for, never the temporary name it was built under."""
+    text = str(exc).replace(str(tmp), str(final)).replace(tmp.name, final.name)
+    if text == str(exc):
+        return exc
+    new = type(exc)(text)
+    new.exit_code = exc.exit_code
+    return new
+
+
 # ------------------------------------------------------------------------------------------ pipeline
 
 
@@ -249,7 +289,8 @@ def export(
     info = model_info(model)  # UnknownModelError with did-you-mean
     size = int(info.default_cfg["img_size"]) if img_size is None else img_size
     _validate(backend, img_size=size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
-              calib_method=calib_method, preset=preset, calib_samples=calib_samples, precision=precision)
+              calib_method=calib_method, preset=preset, calib_samples=calib_samples, precision=precision,
+              threads=threads)
     calib_method = calib_method or next(iter(backend.calib_methods), "none")
     backend.check_available()
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -282,7 +323,7 @@ def export(
             std=tuple(info.default_cfg["std"]), options=dict(options or {}),
         )
         with progress.step(f"export {backend.key} {precision}"):
-            result = backend.export(req)
+            result = _run_exporter(backend, req)
         if Path(result.artifact) != tmp or not tmp.exists():  # exporters must write where they are told
             raise ExportError(f"the {backend.key} exporter did not write its artifact where it was told")
         record = _record(info, backend, precision, final, tmp, size=size, batch=batch, dynamic_batch=dynamic_batch,
@@ -303,9 +344,26 @@ def export(
         side_tmp = write_record(record, sidecar_path(tmp))  # all bytes on disk before either rename
         replace_path(tmp, final)
         replace_path(side_tmp, sidecar_path(final))
+    except EdgeVitError as exc:
+        _cleanup(final, tmp)
+        raise _renamed(exc, tmp, final) from None
     except BaseException:
-        for leftover in final.parent.glob(f"{tmp.name}*"):
-            remove_path(leftover)
+        _cleanup(final, tmp)
         raise
+    if _default_inputs(checkpoint, calib_data, calib_samples, calib_method, preset, simplify, verify, options,
+                       opset, dynamic_batch, num_classes, backend):
+        from edgevit.cache import cache_key, remember
+
+        remember(cache_key(info.name, target=backend.key, precision=precision, img_size=size, batch=batch), final)
     return ExportReport(artifact=final, sidecar=sidecar_path(final), record=record, verification=report,
                         warnings=notes)
+
+
+def _default_inputs(checkpoint: Any, calib_data: Any, calib_samples: Any, calib_method: str, preset: Any,
+                    simplify: bool, verify: bool, options: Any, opset: Any, dynamic_batch: bool, num_classes: Any,
+                    backend: "Backend") -> bool:
+    """Whether this export is the one `edgevit bench MODEL` would make itself (so bench may reuse it)."""
+    default_method = next(iter(backend.calib_methods), "none")
+    return (checkpoint is None and calib_data is None and calib_samples is None and calib_method == default_method
+            and preset is None and simplify and verify and not options and opset is None and not dynamic_batch
+            and num_classes is None)

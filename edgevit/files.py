@@ -124,9 +124,31 @@ def check_writable(folder: Path) -> None:
 
 
 @contextlib.contextmanager
+def run_tempdir() -> Iterator[Path]:
+    """One folder for every temporary file of this run (this process's `tempfile` calls and, through
+    TMPDIR, its subprocesses'), removed on any exit: errors, Ctrl-C and SIGTERM (raised as an interrupt)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="edgevit-run-"))
+    before = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = str(folder)
+    os.environ["TMPDIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = before[0]
+        if before[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before[1]
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling path to write a file or directory into; on success it replaces
     `final`, on any failure (or interrupt) it is removed and `final` is untouched."""
+    check_writable(final.parent)
     tmp = temp_sibling(final, "".join(final.suffixes[-1:]))
     try:
         yield tmp

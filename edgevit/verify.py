@@ -205,13 +205,18 @@ def _embedded_preprocessing(inspection: dict[str, Any]) -> dict[str, tuple[float
     return {k: v for k, v in out.items() if v}
 
 
-def _check_preprocessing(record: ArtifactRecord, inspection: dict[str, Any]) -> list[str]:
-    """The record's preprocessing must be the one the artifact was exported with."""
+def _check_record(record: ArtifactRecord, inspection: dict[str, Any]) -> list[str]:
+    """The record must describe this artifact: the model and the preprocessing it carries itself."""
     embedded = _embedded_preprocessing(inspection)
     recorded = {"mean": tuple(round(float(v), 6) for v in record.input.mean),
                 "std": tuple(round(float(v), 6) for v in record.input.std)}
-    return [f"the sidecar's {k} {list(recorded[k])} is not the artifact's own {list(v)}"
-            for k, v in embedded.items() if v != recorded[k]]
+    problems = [f"the sidecar's {k} {list(recorded[k])} is not the artifact's own {list(v)}"
+                for k, v in embedded.items() if v != recorded[k]]
+    meta = inspection.get("metadata") or {}
+    model = meta.get("model", meta.get("edgevit.model"))
+    if isinstance(model, str) and model and model != record.model:
+        problems.append(f"the sidecar names model {record.model!r}, the artifact was exported from {model!r}")
+    return problems
 
 
 def verification_images(record: ArtifactRecord, calib_data: str | Path | None = None
@@ -261,6 +266,8 @@ def verify(
     path = Path(artifact)
     if not path.exists():
         raise ConfigError(f"artifact not found: {path}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
     record = record or read_record(path)
     if record is None:
         raise ConfigError(f"no sidecar {path.name}.json beside {path.name}: verify needs the record export wrote")
@@ -273,7 +280,7 @@ def verify(
                           size_bytes=artifact_size(path), inspection=inspection, judged_top1=not record.random_weights)
     if record.precision == "fp32":
         report.thresholds.update({"conformance_atol": FP32_ATOL, "relative_error": FP32_RTOL})
-    mismatch = _check_preprocessing(record, inspection)
+    mismatch = _check_record(record, inspection)
     if mismatch:
         raise VerificationError(f"{path.name}: " + "; ".join(mismatch))
     if images is None:

@@ -13,7 +13,7 @@ from edgevit.cli import app
 def _doctor_json() -> dict:
     res = CliRunner().invoke(app, ["doctor", "--json"])
     assert res.exit_code == 0, res.output
-    return json.loads(res.output)
+    return json.loads(res.stdout)
 
 
 def test_lists_every_target_and_runtime_from_the_tables():

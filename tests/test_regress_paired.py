@@ -240,7 +240,7 @@ def test_cli_paired_missing_new_and_errors(runner, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     for bad, words in ((["--base", str(empty), "--suite", str(suite)], "no artifacts in it"),
-                       (["--base", str(tmp_path / "base")], "paired mode takes --base REF|DIR and --suite"),
+                       (["--base", str(tmp_path / "base")], "paired mode is `edgevit regress --base REF|DIR --suite SUITE`: --suite missing"),
                        (["--base", "no-such-ref-xyz", "--suite", str(suite)], "--base no-such-ref-xyz")):
         res = runner.invoke(app, ["regress", *bad])
         assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, res.output

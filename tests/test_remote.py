@@ -42,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def cas_onnx() -> Path:
     """A real edgevit export (cas_vit_xs fp32 ONNX), cached by content hash in edgevit's cache."""
-    from edgevit.bench.cache import get_artifact
+    from edgevit.cache import get_artifact
 
     return get_artifact("cas_vit_xs", target="onnx", precision="fp32").path
 

@@ -44,7 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def artifacts() -> dict[str, Path]:
     pytest.importorskip("pnnx")
-    from edgevit.bench.cache import get_artifact
+    from edgevit.cache import get_artifact
 
     return {t: get_artifact("cas_vit_xs", target=t, precision="fp32").path for t in ("onnx", "ncnn")}
 

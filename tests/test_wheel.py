@@ -18,10 +18,17 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv (seeing this interpreter's site-packages for torch and the runtimes) with the wheel installed."""
+    import shutil
+
     root = tmp_path_factory.mktemp("wheel")
+    src = root / "src"  # a copy, so setuptools' build/ folder never lands in the checkout
+    shutil.copytree(REPO / "edgevit", src / "edgevit", symlinks=False,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
     wheelhouse = root / "dist"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(wheelhouse), str(REPO)], capture_output=True, text=True, timeout=600)
+                            "-w", str(wheelhouse), str(src)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr
     wheel = next(wheelhouse.glob("edgevit-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

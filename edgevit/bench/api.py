@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ from edgevit.bench.profiles import DeviceProfile, HostInfo, detect_host, host_mi
 from edgevit.bench.protocol import Protocol
 from edgevit.bench.runner import Case, CaseResult, run_cases
 from edgevit.bench.validate import SCHEMA, check_results
-from edgevit.errors import ConfigError, UnavailableError
+from edgevit import progress
+from edgevit.backends import backend_for_runtime
+from edgevit.errors import ConfigError, EdgeVitError, UnavailableError
 
 
 @dataclass
@@ -117,6 +120,55 @@ def choose_runtime(profile: DeviceProfile, requested: str | None, *, strict: boo
     raise UnavailableError(f"no runtime available to run profile {profile.name} ({want}: {why})")
 
 
+AUTO = "auto"  # a runtime choice: measure the profile's candidate runtimes, report the fastest
+
+
+def pick_runtimes(profile: DeviceProfile, requested: str | None, *, strict: bool,
+                  available: dict[str, str] | None = None, where: str = "here") -> list[tuple[str, str]]:
+    """The runtimes to measure model names with, each with the note that labels its results: one (the
+    requested or the profile's, or a fallback), or with `auto` every candidate available here."""
+    want = requested or profile.runtime
+    if want != AUTO:
+        return [choose_runtime(profile, requested, strict=strict, available=available, where=where)]
+    avail = available_runtimes() if available is None else available
+    candidates = list(profile.candidates) or [k for k in avail if _auto_default(k)]
+    picked = [(k, "") for k in candidates if avail.get(k) == ""]
+    if not picked:
+        raise UnavailableError(f"none of the candidate runtimes of {profile.name} is available {where}: "
+                               + "; ".join(f"{k}: {avail.get(k) or 'not registered'}" for k in candidates))
+    missing = [k for k in candidates if avail.get(k) != ""]
+    note = f"auto: measuring {', '.join(k for k, _ in picked)}" + (
+        f" (not available {where}: {', '.join(missing)})" if missing else "")
+    return [(picked[0][0], note)] + picked[1:]
+
+
+def _auto_default(runtime: str) -> bool:
+    """Runtimes `auto` considers when a profile names none: every CPU runtime (not the GPU-only ones)."""
+    from edgevit.backends import backend_for_runtime
+
+    return not backend_for_runtime(runtime).requirement
+
+
+def _runtime_precisions(picks: list[tuple[str, str]], prof: DeviceProfile,
+                        requested: list[str]) -> list[tuple[str, str, list[str]]]:
+    """Each picked runtime with the precisions to measure: the requested (or the profile's) that its target
+    offers. With one runtime an unoffered precision is an error; with `auto` that runtime just skips it."""
+    from edgevit.backends import backend_for_runtime
+
+    out = []
+    for rt, note in picks:
+        tgt = backend_for_runtime(rt)
+        wanted = requested or list(prof.precisions)
+        precs = [p for p in wanted if p in tgt.precisions] or ([] if len(picks) > 1 else [tgt.default_precision])
+        if len(picks) == 1 and requested:
+            for p in requested:
+                tgt.check_precision(p)
+            precs = list(requested)
+        if precs:
+            out.append((rt, note, precs))
+    return out
+
+
 def _name_of(path: Path) -> str:
     from edgevit.backends import artifact_suffixes
 
@@ -143,6 +195,7 @@ class Plan:
     batch: list[int]
     runtime_note: str = ""
     executor: Any = None  # where the cases run (edgevit.bench.executor); None: this machine
+    auto: bool = False  # `--runtime auto`: the results name the fastest candidate per model
 
 
 def plan(
@@ -209,39 +262,32 @@ def plan(
     if not inputs and not reference:
         raise ConfigError("nothing to benchmark: give model names, artifact files or --suite")
 
-    models = [str(i) for i in inputs if not Path(i).exists()]
-    files = [Path(i) for i in inputs if Path(i).exists()]
+    models, files = split_inputs(inputs)
     cases: list[Case] = []
     used_runtimes: list[str] = []
     note = ""
     if models:
+        from edgevit.cache import usable_cache_dir
         from edgevit.models import resolve_name
 
-        rt, note = choose_runtime(prof, runtime, strict=strict, available=ex.available_runtimes(),
-                                  where="here" if ex.measured_on == "local" else f"on {ex.label}")
-        if note:
-            warnings.append(note)
-        used_runtimes.append(rt)
-        from edgevit.backends import backend_for_runtime
-
-        tgt = backend_for_runtime(rt)
-        target_key = tgt.key
-        precs = precisions or [p for p in prof.precisions if p in tgt.precisions] or [tgt.default_precision]
-        for p in precs:
-            tgt.check_precision(p)
-        from edgevit.bench.cache import get_artifact
-
-        for name in models:
-            canonical = resolve_name(name)
-            for p in precs:
-                for b in batches:
-                    art = get_artifact(canonical, target=target_key, precision=p, img_size=img_size, batch=b,
-                                       root=cache_root)
-                    info = {"img_size": art.record.img_size, "params": art.record.params, "macs": art.record.macs}
-                    cases.append(_case(art.path, canonical, rt, target_key, p, b, n_threads, info, note))
+        usable_cache_dir(cache_root)  # one line naming EDGEVIT_CACHE now, not one failed case per model
+        picks = pick_runtimes(prof, runtime, strict=strict, available=ex.available_runtimes(),
+                              where="here" if ex.measured_on == "local" else f"on {ex.label}")
+        warnings += [n for _rt, n in picks if n]
+        for rt, rt_note, precs in _runtime_precisions(picks, prof, precisions):
+            used_runtimes.append(rt)
+            note = note or rt_note
+            target_key = backend_for_runtime(rt).key
+            for name in models:
+                for p in precs:
+                    for b in batches:
+                        cases.append(_model_case(resolve_name(name), rt, target_key, p, b, n_threads, img_size,
+                                                 cache_root, rt_note))
     for f in files:
         cases.extend(_file_cases(f, runtime, precisions, batches, n_threads, used_runtimes))
     _apply_runner_options(cases, {**prof.runtime_options, **(options or {})})
+    if mismatch:
+        _attach_predictions(cases, prof)
     if reference:
         cases.insert(0, reference_case(n_threads, cache_root))
         if "onnxruntime" not in used_runtimes:
@@ -253,7 +299,71 @@ def plan(
                               "and threads); bench them in separate runs")
         seen.add(c.id)
     all_precisions = sorted({c.precision for c in cases if not c.reference})
-    return Plan(prof, host, cases, warnings, used_runtimes, all_precisions, n_threads, batches, note, executor)
+    auto = (runtime or prof.runtime) == AUTO
+    return Plan(prof, host, cases, warnings, used_runtimes, all_precisions, n_threads, batches, note, executor, auto)
+
+
+def split_inputs(inputs: Sequence[str | Path]) -> tuple[list[str], list[Path]]:
+    """Model names and artifacts: a folder that is not an artifact stands for the artifacts in it (an
+    export's output folder); a missing path is an error naming the file, not an unknown model."""
+    from edgevit.backends import artifact_suffixes
+
+    suffixes = artifact_suffixes()
+    models: list[str] = []
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir() and not path.name.lower().endswith(suffixes):
+            found = sorted(p for p in path.iterdir() if p.name.lower().endswith(suffixes))
+            if not found:
+                raise ConfigError(f"{path} holds no artifact (looked for {', '.join(suffixes)})")
+            files += found
+        elif path.exists():
+            files.append(path)
+        elif str(item).lower().endswith(suffixes) or os.sep in str(item):
+            raise ConfigError(f"artifact not found: {item}")
+        else:
+            models.append(str(item))
+    return models, files
+
+
+def _model_case(model: str, runtime: str, target: str, precision: str, batch: int, threads: int,
+                img_size: int | None, cache_root: Path | None, note: str) -> Case:
+    """The case of a model name: its artifact from the cache (exported if needed); a failed export is a
+    failed case with its one-line reason, so the other cases are still measured."""
+    from edgevit.cache import get_artifact
+
+    try:
+        art = get_artifact(model, target=target, precision=precision, img_size=img_size, batch=batch,
+                           root=cache_root)
+    except EdgeVitError as exc:
+        case = Case(id=case_id(model, runtime, precision, batch, threads), artifact="", runtime=runtime,
+                    target=target, precision=precision, threads=threads, batch=batch, model=model,
+                    img_size=img_size, runtime_note=note, error=f"export failed: {exc}")
+        return case
+    info = _record_info(art.record)
+    return _case(art.path, model, runtime, target, precision, batch, threads, info, note)
+
+
+def _attach_predictions(cases: list[Case], prof: DeviceProfile) -> None:
+    """Measured off the device: each case also gets the device's predicted latency (its profile's
+    predictor, for the case's precision and the profile's own runtime and threads), shown beside the
+    host's measurement and labelled as a prediction. A case without a predictor simply has none."""
+    from edgevit.predict.api import available, prediction_for_case
+
+    if not available(prof):
+        return
+    with progress.step(f"predict for {prof.name}", total=len(cases)) as advance:
+        for c in cases:
+            item = c.model or c.artifact
+            pred = prediction_for_case(item, device=prof.name, precision=c.precision,
+                                       img_size=c.img_size) if item and not c.error else None
+            if pred is not None:
+                c.predicted = {"device": pred.device, "runtime": pred.runtime, "threads": pred.threads,
+                               "precision": pred.precision, "predicted_ms": round(pred.predicted_ms, 2),
+                               "interval_ms": [round(v, 2) for v in pred.interval_ms],
+                               "calibration": pred.calibration, "extrapolates": pred.extrapolates}
+            advance(1)
 
 
 def _apply_runner_options(cases: list[Case], options: dict[str, Any]) -> None:
@@ -269,6 +379,17 @@ def _apply_runner_options(cases: list[Case], options: dict[str, Any]) -> None:
         c.options = {**c.options, **{k: v for k, v in options.items() if k in keys[c.runtime]}}
 
 
+def _record_info(rec: Any) -> dict[str, Any]:
+    """What a case takes from its artifact's record: sizes for the tables and the verification figures
+    (what `--runtime auto` holds each candidate to)."""
+    ver = rec.verification or {}
+    out = (ver.get("outputs") or [{}])[0]
+    verified = {"passed": bool(ver.get("passed")), "executed": bool(ver.get("executed")),
+                "cosine": out.get("cosine"), "cosine_min": out.get("cosine_min"),
+                "top1_agreement": out.get("top1_agreement")} if ver else None
+    return {"img_size": rec.img_size, "params": rec.params, "macs": rec.macs, "verified": verified}
+
+
 def _case(path: Path, model: str | None, runtime: str, target: str, precision: str, batch: int, threads: int,
           info: dict[str, Any], note: str = "") -> Case:
     from edgevit.artifact import artifact_sha256, artifact_size
@@ -279,7 +400,7 @@ def _case(path: Path, model: str | None, runtime: str, target: str, precision: s
         target=target, precision=precision, threads=threads, batch=batch, model=model,
         img_size=info.get("img_size"), params=info.get("params"), macs=info.get("macs"),
         model_size_bytes=artifact_size(path), artifact_sha256=artifact_sha256(path),
-        runtime_note=note,
+        runtime_note=note, verified=info.get("verified"),
     )
 
 
@@ -302,7 +423,7 @@ def _file_cases(path: Path, runtime: str | None, precisions: list[str], batches:
     batch = rec.batch if rec else (batches[0] if len(batches) == 1 else 1)
     if rt not in used:
         used.append(rt)
-    info = {"img_size": rec.img_size, "params": rec.params, "macs": rec.macs} if rec else {}
+    info = _record_info(rec) if rec else {}
     # An exported artifact is "this model at this precision": same case id as benching the model by
     # name, so a baseline made from names can judge an artifact put in its place (and vice versa).
     return [_case(path, rec.model if rec else None, rt, tgt.key, precision, batch, threads, info)]
@@ -310,7 +431,7 @@ def _file_cases(path: Path, runtime: str | None, precisions: list[str], batches:
 
 def reference_case(threads: int, cache_root: Path | None = None) -> Case:
     """The machine-speed reference (a fixed synthetic ONNX conv stack, see `synthetic`)."""
-    from edgevit.bench.cache import cache_dir
+    from edgevit.cache import cache_dir
     from edgevit.bench import synthetic as syn
 
     path = syn.reference_artifact(cache_root or cache_dir())
@@ -343,11 +464,16 @@ def run_plan(p: Plan, protocol: Protocol, *, progress: bool = False, suite: str 
     if ex.measured_on != "local":  # the board measured; this host exported and drove it
         setup["board"] = ex.where()
         setup["controller"] = {"host": detect_host().to_dict(), "versions": versions()}
-    return BenchResults(
+    res = BenchResults(
         setup=setup, host=ex.host_record(), versions=ex.versions(), cases=results, profile=p.profile.to_dict(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         load_average={"start": load_start, "end": ex.load_average()},
     )
+    if p.auto:
+        from edgevit.bench.choose import choose
+
+        res.setup["auto"] = {model: c.to_dict() for model, c in choose(res).items()}
+    return res
 
 
 def benchmark(

@@ -13,9 +13,11 @@ into the board's cache: an unchanged edgevit pushes nothing on the next run.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import os
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +51,25 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imports(path: Path) -> set[str]:
+def _top_level(tree: ast.Module) -> list[ast.AST]:
+    """The statements that run when a module is imported (not function bodies, not TYPE_CHECKING blocks)."""
+    out: list[ast.AST] = []
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        out += list(ast.walk(node)) if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+            else []
+    return out
+
+
+def _imports(path: Path, *, deep: bool = True) -> set[str]:
     """Every edgevit module a file names in an import statement (absolute imports; the package uses no
-    relative ones), including `from edgevit.x import y` where y may itself be a module."""
+    relative ones), including `from edgevit.x import y` where y may itself be a module. `deep` follows
+    imports inside functions too (the entry modules, whose functions run on the board); otherwise only
+    what importing the module runs (a library module's lazy imports serve the workstation side)."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    for node in (ast.walk(tree) if deep else _top_level(tree)):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.split(".")[0] == "edgevit"}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -70,7 +86,23 @@ def roots() -> list[str]:
     return sorted({*ROOTS, *(spec.runner.__module__ for spec in runtimes().values())})
 
 
+_PARSE_LOCK = threading.Lock()  # CPython 3.11's ast is not safe to use from several threads (a fleet opens
+# its boards in parallel): "SystemError: AST constructor recursion depth mismatch"
+
+
+@functools.lru_cache(maxsize=4)
+def _closure_cached(start: tuple[str, ...], stamp: tuple[tuple[str, float], ...]) -> dict[str, Path]:
+    with _PARSE_LOCK:
+        return _closure(list(start))
+
+
 def closure(start: list[str]) -> dict[str, Path]:
+    """Module name -> file for `start` and every edgevit module they import (computed once per source state)."""
+    stamp = tuple(sorted((str(f), f.stat().st_mtime) for f in PACKAGE.rglob("*.py")))
+    return dict(_closure_cached(tuple(start), stamp))
+
+
+def _closure(start: list[str]) -> dict[str, Path]:
     """Module name -> file for `start` and every edgevit module they import, with their packages."""
     found: dict[str, Path] = {}
     todo = list(start)
@@ -82,7 +114,7 @@ def closure(start: list[str]) -> dict[str, Path]:
             f = _module_file(sub) if sub != "edgevit" else PACKAGE / "__init__.py"
             if f is not None and sub not in found:
                 found[sub] = f
-                todo.extend(_imports(f))
+                todo.extend(_imports(f, deep=sub in start))
     return dict(sorted(found.items()))
 
 
@@ -99,7 +131,7 @@ def content_hash(files: dict[str, Path]) -> str:
 
 def build_bundle(cache: Path | None = None) -> Bundle:
     """The bundle of this edgevit, from the local cache or built into it (temporary name + rename)."""
-    from edgevit.bench.cache import cache_dir
+    from edgevit.cache import cache_dir
 
     files = closure(roots())
     digest = content_hash(files)

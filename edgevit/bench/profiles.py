@@ -77,9 +77,11 @@ class DeviceProfile:
     memory_gb: float | None = None
     gpu: str = ""
     fallback_runtimes: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = ()  # the runtimes `--runtime auto` measures here (default: every CPU runtime)
     runtime_options: dict[str, Any] = field(default_factory=dict)  # e.g. ncnn {powersave: 2} on big.LITTLE
     gate: GateSettings = field(default_factory=GateSettings)
     references: tuple[Reference, ...] = ()
+    predict_board: str = ""  # board id of the published latency tables its predictor is fitted on (edgevit predict)
     notes: str = ""
     path: str = ""
     detected: bool = False  # True when the fields describe this machine (the `host` profile)
@@ -96,8 +98,10 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {  # key -> (types, r
     "name": (str, True), "title": (str, False), "arch": (str, True), "cpu": (str, True),
     "isa": (str, False), "cores": (int, True), "threads": (int, True), "frequency_ghz": ((int, float), False),
     "memory_gb": ((int, float), False), "gpu": (str, False), "runtime": (str, True),
-    "fallback_runtimes": (list, False), "precisions": (list, True), "batch": (list, False),
+    "fallback_runtimes": (list, False), "candidates": (list, False), "precisions": (list, True),
+    "batch": (list, False),
     "runtime_options": (dict, False), "gate": (dict, False), "references": (list, False), "notes": (str, False),
+    "predict_board": (str, False),
 }
 _REF_FIELDS = {"model": str, "latency_ms": (int, float), "threads": int, "batch": int,
                "memory_mb": (int, float), "source": str}
@@ -173,9 +177,13 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
         raise _err(where, f"threads ({data['threads']}) is more than 4x cores ({data['cores']})")
     known = _runtime_keys()
     fallbacks = data.get("fallback_runtimes") or []
-    for what, rt in (("runtime", data["runtime"]), *(("fallback runtime", f) for f in fallbacks)):
-        if rt not in known:
-            raise _err(where, f"{what} {rt!r} is not one of {', '.join(known)}")
+    candidates = data.get("candidates") or []
+    runtime_ok = [*known, "auto"]
+    for what, rt, allowed in (("runtime", data["runtime"], runtime_ok),
+                              *(("fallback runtime", f, known) for f in fallbacks),
+                              *(("candidate runtime", c, known) for c in candidates)):
+        if rt not in allowed:
+            raise _err(where, f"{what} {rt!r} is not one of {', '.join(allowed)}")
     precisions = data["precisions"]
     if not precisions:
         raise _err(where, f"field 'precisions' must list at least one of {', '.join(PRECISIONS)}")
@@ -206,6 +214,12 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
                    f"got {gate.pairs} and {gate.max_pairs}")
     if gate.abs_floor_ms < 0:
         raise _err(where, f"gate.abs_floor_ms must be >= 0, got {gate.abs_floor_ms}")
+    board = data.get("predict_board") or ""
+    if board:
+        from edgevit.predict.data import board_ids
+
+        if board not in board_ids():
+            raise _err(where, f"predict_board {board!r} has no published tables; known: {', '.join(board_ids())}")
     refs = []
     for i, raw in enumerate(data.get("references") or []):
         rwhere = f"{where} references[{i}]"
@@ -224,9 +238,11 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
         name=name, title=data.get("title") or name, arch=data["arch"], cpu=data["cpu"],
         isa=data.get("isa") or "", cores=data["cores"], threads=data["threads"],
         frequency_ghz=data.get("frequency_ghz"), memory_gb=data.get("memory_gb"), gpu=data.get("gpu") or "",
-        runtime=data["runtime"], fallback_runtimes=tuple(fallbacks), precisions=tuple(precisions),
+        runtime=data["runtime"], fallback_runtimes=tuple(fallbacks), candidates=tuple(candidates),
+        precisions=tuple(precisions),
         runtime_options=dict(data.get("runtime_options") or {}),
-        batch=tuple(batch), gate=gate, references=tuple(refs), notes=(data.get("notes") or "").strip(),
+        batch=tuple(batch), gate=gate, references=tuple(refs), predict_board=board,
+        notes=(data.get("notes") or "").strip(),
         path=where, detected=detected,
     )
 

@@ -47,6 +47,9 @@ class Case:
     runtime_note: str = ""  # e.g. "fallback: ncnn is unavailable here"
     options: dict[str, Any] = field(default_factory=dict)
     reference: bool = False  # the gate's machine-speed reference case
+    error: str = ""  # why it could not even be prepared (its export failed): reported, never run
+    predicted: dict[str, Any] | None = None  # off the device: the profile's predicted latency for this case
+    verified: dict[str, Any] | None = None  # the artifact's verification against PyTorch (from its record)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -205,30 +208,23 @@ def run_cases(cases: Sequence[Case], protocol: Protocol, *, progress: bool = Fal
               on_result: Callable[[CaseResult], None] | None = None, timeout_s: float = 900.0,
               executor: CaseExecutor | None = None) -> list[CaseResult]:
     """Run cases one after another (never in parallel: they would share the cores they measure).
-    `executor(case, protocol, timeout_s=...)` runs each one (default: `run_case`, here)."""
+    `executor(case, protocol, timeout_s=...)` runs each one (default: `run_case`, here). A case that could
+    not be prepared is a failed result; Ctrl-C or SIGTERM marks the rest not run and keeps what was measured.
+    `progress` is kept for callers; steps always go to `edgevit.progress` (shown by the CLI)."""
+    from edgevit import progress as steps
+
     run_one = executor or run_case
     results: list[CaseResult] = []
-    bar: Any = None
     try:
-        if progress:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            bar = Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           TextColumn("{task.description}"), console=Console(stderr=True), transient=True)
-            bar.start()
-            task = bar.add_task("", total=len(cases))
-        for case in cases:
-            if bar is not None:
-                bar.update(task, description=case.id)
-            results.append(run_one(case, protocol, timeout_s=timeout_s))
-            if on_result:
-                on_result(results[-1])
-            if bar is not None:
-                bar.advance(task)
+        with steps.step(f"bench {len(cases)} case(s)", total=len(cases)) as advance:
+            for i, case in enumerate(cases, 1):
+                with steps.step(f"case {i}/{len(cases)}: {case.id}"):
+                    result = CaseResult(case, False, case.error) if case.error else run_one(
+                        case, protocol, timeout_s=timeout_s)
+                results.append(result)
+                if on_result:
+                    on_result(result)
+                advance(1)
     except KeyboardInterrupt:  # stop, but keep (and let the caller write) what was measured
         results += [CaseResult(c, False, "not run: interrupted") for c in cases[len(results):]]
-    finally:
-        if bar is not None:
-            bar.stop()
     return results

@@ -29,16 +29,25 @@ def _f(x: float | None, spec: str = ".2f") -> str:
 
 
 def output_path(target: str | Path, results: "BenchResults", suffix: str) -> Path:
-    """`target` itself, or `<target>/<setup stem><suffix>` when it is a directory (or ends with '/')."""
-    p = Path(target)
-    if p.is_dir() or str(target).endswith(("/", "\\")):
-        p.mkdir(parents=True, exist_ok=True)
-        return p / f"{results.stem()}{suffix}"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p
+    """`target` itself, or `<target>/<setup stem><suffix>` when it is a directory (or ends with '/'); in a
+    directory an earlier run's file of the same setup is kept: the new one is numbered (-2, -3, ...)."""
+    p = Path(target).expanduser()
+    if not (p.is_dir() or str(target).endswith(("/", "\\"))):
+        return p
+    first = p / f"{results.stem()}{suffix}"
+    n = 2
+    path = first
+    while path.exists():
+        path = p / f"{results.stem()}-{n}{suffix}"
+        n += 1
+    return path
 
 
 def _reference_ms(results: "BenchResults", model: str | None, batch: int) -> float | None:
+    """The profile's published figure for this model, only when measured on that device: a device's figure
+    is never put beside another machine's measurement."""
+    if not results.setup.get("on_device"):
+        return None
     for ref in (results.profile or {}).get("references") or []:
         if model and ref.get("model") == model and int(ref.get("batch", 1)) == batch:
             return float(ref["latency_ms"])
@@ -85,6 +94,9 @@ def rows(results: "BenchResults") -> list[dict[str, Any]]:
             "params_m": round(c.params / 1e6, 3) if c.params else None,
             "gmacs": round(c.macs / 1e9, 3) if c.macs else None,
             "reference_ms": _reference_ms(results, c.model, c.batch),
+            "predicted_ms": (c.predicted or {}).get("predicted_ms"),
+            "predicted_interval_ms": "-".join(f"{v:.0f}" for v in (c.predicted or {}).get("interval_ms", [])) or None,
+            "predicted_for": (c.predicted or {}).get("device"),
             "runtime_version": r.runtime_version, "runtime_note": c.runtime_note,
             **stability_cells(r.stability),
             "profile": s["profile"], "on_device": s["on_device"], "measured_on": measured_on(results),
@@ -128,15 +140,13 @@ MD_COLUMNS = (("case", "id"), ("median ms", "median_ms"), ("p90 ms", "p90_ms"), 
               ("mean ± std ms", None), ("min ms", "min_ms"), ("max ms", "max_ms"), ("runs", "runs"),
               ("load ms", "load_ms"), ("first ms", "first_ms"), ("peak RSS MB", "peak_rss_mb"),
               ("size MB", "model_size_mb"), ("GMACs", "gmacs"), ("params M", "params_m"),
-              ("published ms", "reference_ms"), ("machine", "stable"))
-
-
-# The terminal shows the essentials (the files carry every column).
-TERMINAL_KEYS = ("id", "median_ms", "p90_ms", "p99_ms", None, "min_ms", "runs", "load_ms", "first_ms", "peak_rss_mb",
-                 "model_size_mb", "reference_ms")
+              ("published ms", "reference_ms"), ("predicted for the device ms (80% interval)", "predicted"),
+              ("machine", "stable"))
 
 
 def _cell(row: dict[str, Any], key: str | None) -> str:
+    if key == "predicted":
+        return "—" if row["predicted_ms"] is None else f"{row['predicted_ms']:.0f} ({row['predicted_interval_ms']})"
     if key is None:
         return f"{_f(row['mean_ms'])} ± {_f(row['std_ms'])}" if row["ok"] else "—"
     value = row.get(key)
@@ -147,7 +157,7 @@ def _cell(row: dict[str, Any], key: str | None) -> str:
     if key == "stable":  # the reasons are in the warnings above the table
         return "—" if value is None else ("ok" if value else "⚠ " + str(row["unstable_kind"]))
     if isinstance(value, float):
-        return _f(value, ".3f" if key in ("gmacs", "params_m", "model_size_mb") else ".2f")
+        return _f(value, ".3f" if key in ("gmacs", "params_m") else ".2f")
     return "—" if value is None else str(value)
 
 
@@ -191,34 +201,78 @@ def parse_markdown_table(text: str) -> list[dict[str, str]]:
 
 
 # ---------------------------------------------------------------- terminal
-def bench_table(results: "BenchResults") -> "Table":
-    from rich.table import Table
+# The terminal's columns: (header, row key, shown only with --wide). Files carry every column.
+TERMINAL_COLUMNS = (
+    ("median ms", "median_ms", False), ("p90 ms", "p90_ms", False), ("p99 ms", "p99_ms", True),
+    ("mean ± std", None, True), ("min ms", "min_ms", True), ("runs", "runs", True), ("load ms", "load_ms", True),
+    ("first ms", "first_ms", True), ("peak RSS MB", "peak_rss_mb", False), ("size MB", "model_size_mb", False),
+    ("GMACs", "gmacs", True), ("published ms", "reference_ms", True),
+)
 
+
+def _short_id(row: dict[str, Any], one_runtime: bool) -> str:
+    """The case id without threads (and without the runtime when there is only one): the caption names them."""
+    short = row["id"].replace(f"/t{row['threads']}", "")
+    return short.replace(f"/{row['runtime']}", "") if one_runtime else short
+
+
+def bench_title(results: "BenchResults") -> str:
     s = results.setup
     title = f"edgevit bench — {s['profile']}"
     if not s["on_device"]:
-        title += f" settings on {results.host.get('cpu')} x{results.host.get('cores')} (NOT the device)"
+        title += f" settings on {results.host.get('cpu')} x{results.host.get('cores')} (not the device)"
     if measured_on(results) == "emulated":
         title += " — EMULATED (qemu): correctness only, NOT device timings"
     elif measured_on(results) == "remote":
         title += f" — on board {(s.get('board') or {}).get('name', '?')}"
-    caption = (f"{', '.join(s['runtimes'])} {results.versions.get(s['runtimes'][0], '') if s['runtimes'] else ''}; "
-               f"{s['threads']} threads; {host_line(results)}")
+    return title
+
+
+def bench_table(results: "BenchResults", *, wide: bool = False) -> "Table":
+    """The terminal table: 80 columns by default (case, median, p90, first inference, peak RSS, size),
+    every column with `wide`; failed cases show their reason under the table (`failure_lines`)."""
+    from edgevit.richtable import Column, table
+
+    s = results.setup
+    runtimes = ", ".join(f"{rt} {results.versions.get(rt, '')}".strip() for rt in s["runtimes"])
+    caption = f"{runtimes}; {s['threads']} threads; {host_line(results)}"
     if any((r.stability or {}).get("stable") is False for r in results.cases):
         caption += "; ⚠ unstable: busy machine or spread samples (see the warnings)"
-    table = Table(title=title, caption=caption, header_style="bold")
-    cols = [(h, k) for h, k in MD_COLUMNS if k in TERMINAL_KEYS]
-    for head, key in cols:
-        table.add_column(head.replace(" ms", "\nms").replace(" MB", "\nMB").replace("mean ± std", "mean±std"),
-                         justify="left" if key == "id" else "right", no_wrap=key in ("id", None))
-    for row in rows(results):
-        cells = [_cell(row, k) for _, k in cols]
-        cells[0] = cells[0].replace(f"/{row['runtime']}", "").replace(f"/t{row['threads']}", "")  # in the caption
-        if row["stable"] is False:  # measured on a busy machine or spread: the reason is in the warnings
-            cells[0] += " ⚠"
-        style = "red" if not row["ok"] else ("dim" if row["id"].startswith("@") else None)
-        table.add_row(*cells, style=style)
-    return table
+    shown = [(h, k, w) for h, k, w in TERMINAL_COLUMNS if s["on_device"] or k != "reference_ms"]
+    if any(c.case.predicted for c in results.cases):  # off the device: its predicted latency, labelled
+        shown.append((f"predicted on {s['profile']} ms", "predicted", False))
+    cols = [Column("case", numeric=False, wrap=False)] + [Column(h, wide=w) for h, _k, w in shown]
+    keys = [k for _h, k, _w in shown]
+    data = rows(results)
+    one = len({r["runtime"] for r in data if not r["id"].startswith("@")}) <= 1
+    cells = [[_short_id(r, one) + _mark(r), *(_cell(r, k) for k in keys)] for r in data]
+    styles = ["red" if not r["ok"] else ("dim" if r["id"].startswith("@") else None) for r in data]
+    return table(cols, cells, title=bench_title(results), caption=caption, wide=wide, styles=styles)
+
+
+def _mark(row: dict[str, Any]) -> str:
+    """What follows a case id in the terminal: failed, or ⚠ when measured on a busy machine or spread
+    (the reason is in the warnings above the table)."""
+    if not row["ok"]:
+        return " (failed)"
+    return " ⚠" if row["stable"] is False else ""
+
+
+def choice_lines(results: "BenchResults") -> list[str]:
+    """`--runtime auto`: one line per model naming the fastest candidate within the accuracy budget."""
+    from edgevit.bench.choose import Candidate, Choice, summary_line
+
+    lines = []
+    for data in (results.setup.get("auto") or {}).values():
+        cands = [Candidate(**c) for c in data["candidates"]]
+        chosen = next((c for c in cands if data["chosen"] and c.case == data["chosen"]["case"]), None)
+        lines.append(summary_line(Choice(data["model"], chosen, cands, data["budget"])))
+    return lines
+
+
+def failure_lines(results: "BenchResults") -> list[str]:
+    """One line per failed case: its id and the one-line reason."""
+    return [f"{c.case.id}: {c.error}" for c in results.cases if not c.ok]
 
 
 VERDICT_STYLE = {"regression": "bold red", "error": "red", "improvement": "bold green", "missing": "yellow",

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from edgevit.errors import ConfigError, EdgeVitError
 
@@ -24,7 +24,8 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 INTERNAL_ERROR_EXIT = 3
-INTERRUPT_EXIT = 130
+INTERRUPT_EXIT = 130  # Ctrl-C
+TERMINATED_EXIT = 143  # SIGTERM: 128 + 15, what a shell reports for a terminated process
 
 
 class Terminated(KeyboardInterrupt):
@@ -47,8 +48,14 @@ class RichReporter:
 
     def _bar(self) -> Any:
         if self._progress is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-            from rich.progress import TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                       MofNCompleteColumn(), TimeElapsedColumn(), console=self.out, transient=True)
@@ -115,15 +122,26 @@ class _EdgeVitGroup(TyperGroup):
             error_line(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-            err_console.print(f"[red]{what}[/]: partial files removed")
-            raise typer.Exit(INTERRUPT_EXIT) from None
+            term = isinstance(exc, Terminated)
+            err_console.print(f"[red]{'terminated (SIGTERM)' if term else 'interrupted'}[/]: partial files removed")
+            raise typer.Exit(TERMINATED_EXIT if term else INTERRUPT_EXIT) from None
         except Exception as exc:  # a bug: say so in one line, keep the traceback for EDGEVIT_DEBUG=1
             if os.environ.get("EDGEVIT_DEBUG"):
                 raise
             err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(one_line(exc))} "
                               "(a bug in edgevit; rerun with EDGEVIT_DEBUG=1 for the traceback)", soft_wrap=True)
             raise typer.Exit(INTERNAL_ERROR_EXIT) from None
+
+
+class EdgeVitCommand(TyperCommand):
+    """Help without Typer's `<type>` label after argument names: their metavar already says what goes there."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        import re
+
+        super().format_help(ctx, formatter)
+        label = re.compile(r"(?m)^(\s+[A-Z][\w|.]*) <[\w\[\]|, .]+>")
+        formatter.buffer[:] = [label.sub(r"\1", chunk) for chunk in formatter.buffer]
 
 
 def error_line(exc: BaseException) -> None:
@@ -187,7 +205,11 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def run() -> None:
-    """Console-script entry: SIGTERM behaves like Ctrl-C (cleanup runs), then the Typer app."""
+    """Console-script entry: SIGTERM behaves like Ctrl-C (cleanup runs), every temporary file lives in one
+    run folder that is removed on the way out, then the Typer app."""
+    from edgevit.files import run_tempdir
+
     with contextlib.suppress(ValueError):  # not the main thread (embedded use): leave signals alone
         signal.signal(signal.SIGTERM, _on_sigterm)
-    app()
+    with run_tempdir():
+        app()

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from edgevit.cli.app import app, console, err_console, parse_key_values
+from edgevit.richtable import show
 
 
 @app.command("bench")
@@ -20,7 +22,8 @@ def bench_cmd(
     suite: Annotated[str | None, typer.Option(metavar="SUITE", help="Suite YAML or a shipped suite's name "
                                               "(paper, smoke).")] = None,
     runtime: Annotated[str | None, typer.Option(metavar="NAME", help="Runtime for model names (default: the "
-                                                "profile's).")] = None,
+                                                "profile's); auto measures the profile's candidate runtimes "
+                                                "and names the fastest within the accuracy budget.")] = None,
     precision: Annotated[list[str] | None, typer.Option("--precision", "-p", metavar="P", help="fp32, fp16, int8; "
                                                         "repeatable (default: the profile's).")] = None,
     threads: Annotated[int | None, typer.Option(metavar="N", help="Threads (default: the profile's).")] = None,
@@ -61,13 +64,17 @@ def bench_cmd(
                                             "first (--on).")] = 0.0,
     timeout: Annotated[float, typer.Option(metavar="S", help="Seconds one case may take before it is "
                                            "killed.")] = 900.0,
+    wide: Annotated[bool, typer.Option("--wide", metavar="", help="Every column (p99, mean ± std, min, runs, "
+                                       "load time, GMACs, ...); the default fits 80 columns.")] = False,
 ) -> None:
     """Measure latency (median, p90, p99, spread), load time, first inference and peak RSS, one fresh
     process per case, under a device profile; here, on a board (--on) or on a fleet (--fleet)."""
+    from edgevit.bench import outputs
     from edgevit.errors import ConfigError
 
     overrides = {"warmup": warmup, "runs": runs, "min_seconds": min_seconds}
     options = parse_key_values(runtime_option, "--runtime-option")
+    outputs.check(outputs.Outputs(json_out, csv_out, md_out, plot_out))  # before anything is measured
     if suite is not None and inputs:
         raise ConfigError("give a --suite or inputs, not both")
     if cooldown < 0 or timeout <= 0:
@@ -77,7 +84,7 @@ def bench_cmd(
             raise ConfigError("--fleet takes profiles, threads and runner options from the inventory: drop "
                               "--on/--device/--threads/--runtime/-O")
         _fleet(fleet, inputs or [], suite, overrides, precision, strict, reference, timeout, json_out, csv_out,
-               md_out, plot_out, ssh_config)
+               md_out, plot_out, ssh_config, wide)
         return
     if on is None:
         res = _bench(inputs, device, suite, runtime, precision, threads, batch, img_size, overrides, strict,
@@ -93,7 +100,7 @@ def bench_cmd(
                               f"{f.get('python')} ({ex.python}){' — EMULATED' if ex.emulated else ''}[/]")
             res = _bench(inputs, device, suite, runtime, precision, threads, batch, img_size, overrides, strict,
                          reference, options, timeout, ex)
-    _report(res, json_out, csv_out, md_out, plot_out)
+    _report(res, json_out, csv_out, md_out, plot_out, wide=wide)
 
 
 def _bench(inputs: list[str] | None, device: str | None, suite: str | None, runtime: str | None,
@@ -120,26 +127,23 @@ def _bench(inputs: list[str] | None, device: str | None, suite: str | None, runt
 
 
 def _report(res: "Any", json_out: str | None, csv_out: str | None, md_out: str | None, plot_out: str | None,
-            *, fail: bool = True, warn_cases: bool = True) -> None:
+            *, fail: bool = True, warn_cases: bool = True, wide: bool = False) -> None:
     """Print the table, write the files asked for, raise BenchFailure when a case failed (after writing them)."""
-    from edgevit.bench import tables
+    from edgevit.bench import outputs, tables
     from edgevit.errors import BenchFailure
 
     if warn_cases:  # seen while measuring (a busy machine, a board that throttled); the plan's came before the run
         _warn([f"{r.case.id}: {w}" for r in res.cases for w in r.warnings], title="seen while measuring")
-    console.print(tables.bench_table(res))
-    for option, writer in ((json_out, tables.write_json), (csv_out, tables.write_csv),
-                           (md_out, tables.write_markdown)):
-        if option is not None:
-            err_console.print(f"wrote {writer(res, option)}")
-    if plot_out is not None:
-        from edgevit.bench.plots import plot
-
-        err_console.print(f"wrote {plot(res, plot_out)}")
+    show(console, tables.bench_table(res, wide=wide))
+    for line in tables.failure_lines(res):
+        err_console.print(f"[red]failed:[/] {line}", soft_wrap=True, highlight=False)
+    for line in tables.choice_lines(res):
+        console.print(line, soft_wrap=True, highlight=False)
+    for line in outputs.write(res, outputs.Outputs(json_out, csv_out, md_out, plot_out)):
+        err_console.print(line, soft_wrap=True, highlight=False)
     failed = [c for c in res.cases if not c.ok]
     if failed:
-        message = (f"{len(failed)} of {len(res.cases)} case(s) failed: "
-                   + "; ".join(f"{c.case.id}: {c.error}" for c in failed))
+        message = f"{len(failed)} of {len(res.cases)} case(s) failed (reasons above); the others were measured"
         if fail:
             raise BenchFailure(message)
         err_console.print(f"[bold red]{message}[/]", soft_wrap=True, highlight=False)
@@ -147,7 +151,7 @@ def _report(res: "Any", json_out: str | None, csv_out: str | None, md_out: str |
 
 def _fleet(path: Path, inputs: list[str], suite: str | None, protocol: dict[str, Any], precision: list[str] | None,
            strict: bool, reference: bool, timeout: float, json_out: str | None, csv_out: str | None,
-           md_out: str | None, plot_out: str | None, ssh_config: Path | None) -> None:
+           md_out: str | None, plot_out: str | None, ssh_config: Path | None, wide: bool) -> None:
     """`bench --fleet`: every board's table and files, then the combined table and plot."""
     import dataclasses
 
@@ -164,9 +168,9 @@ def _fleet(path: Path, inputs: list[str], suite: str | None, protocol: dict[str,
     errors = [(o.device.name, o.error) for o in outcomes if o.error]
     for _, res in named:
         _warn(res.setup["warnings"])
-        _report(res, json_out, csv_out, md_out, None, fail=False, warn_cases=False)
+        _report(res, json_out, csv_out, md_out, None, fail=False, warn_cases=False, wide=wide)
     if named:
-        console.print(fl.combined_table(named))
+        show(console, fl.combined_table(named))
     if md_out is not None and named:
         target = Path(md_out)
         combined = (target if target.is_dir() or md_out.endswith("/") else target.parent) / "fleet.md"
@@ -181,6 +185,15 @@ def _fleet(path: Path, inputs: list[str], suite: str | None, protocol: dict[str,
         raise BenchFailure(f"{len(errors)} board(s) failed, {sum(not r.ok for _, r in named)} with failed cases")
 
 
+def _predicts(p: Any) -> str:
+    """Which board data `edgevit predict` uses for a profile (or how to get it for this host)."""
+    from edgevit.predict.api import available
+
+    if available(p):
+        return p.predict_board or "host"
+    return "calibrate" if p.detected else "—"
+
+
 def _warn(warnings: list[str], title: str = "not the profile's device / settings adjusted") -> None:
     if not warnings:
         return
@@ -193,33 +206,44 @@ def _warn(warnings: list[str], title: str = "not the profile's device / settings
 def devices_cmd(
     name: Annotated[str | None, typer.Argument(metavar="PROFILE", help="Show one profile in full.")] = None,
     json_out: Annotated[bool, typer.Option("--json", metavar="", help="Machine-readable output.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", metavar="", help="Also each profile's latency gate.")] = False,
 ) -> None:
-    """List the device profiles: architecture, cores/threads, frequency, memory, runtime, precisions."""
-    from rich.table import Table
-
+    """List the device profiles: architecture, cores/threads, frequency, runtime, precisions, predictor data."""
     from edgevit.bench.api import available_runtimes
-    from edgevit.bench.profiles import describe_profile, detect_host, host_mismatches, list_profiles, load_profile
+    from edgevit.bench.profiles import (
+        describe_profile,
+        detect_host,
+        host_mismatches,
+        list_profiles,
+        load_profile,
+    )
+    from edgevit.predict.api import available
+    from edgevit.richtable import Column, show, table
 
     host = detect_host()
     profiles = [load_profile(name)] if name else list_profiles()
     if json_out:
-        typer.echo(json.dumps([p.to_dict() | {"this_machine": not host_mismatches(p, host)} for p in profiles],
+        typer.echo(json.dumps([p.to_dict() | {"this_machine": not host_mismatches(p, host),
+                                              "predictors": [asdict(r) for r in available(p)]} for p in profiles],
                               indent=2))
         return
     if name:
         for line in describe_profile(profiles[0], host):
             console.print(line, highlight=False, soft_wrap=True)
+        for r in available(profiles[0]):
+            console.print(f"  predictor: {r.key} — {r.networks} networks, LOO median error {r.loo_median:.0%} "
+                          f"({r.origin})", highlight=False, soft_wrap=True)
         return
     avail = available_runtimes()
-    table = Table(title=f"device profiles (this machine: {host.cpu} x{host.cores}, {host.arch})", header_style="bold")
-    for col in ("name", "arch", "cores/threads", "GHz", "runtime", "precisions", "refs", "gate"):
-        table.add_column(col, justify="right" if col in ("GHz", "refs") else "left")
-    for p in profiles:
-        rt = p.runtime if avail.get(p.runtime) == "" else f"{p.runtime} [dim](not here)[/]"
-        table.add_row(p.name, p.arch, f"{p.cores}/{p.threads}", str(p.frequency_ghz or "—"), rt,
-                      ",".join(p.precisions), str(len(p.references)),
-                      f"{p.gate.rel_tolerance:.0%} + {p.gate.abs_floor_ms:g} ms")
-    console.print(table)
+    cols = [Column("name", numeric=False, wrap=False), Column("arch", numeric=False), Column("cores"), Column("GHz"),
+            Column("runtime", numeric=False, wrap=False), Column("precisions", numeric=False),
+            Column("gate", numeric=False, wide=True), Column("predicts", numeric=False, wrap=False)]
+    rows = [[p.name, p.arch, f"{p.cores}/{p.threads}", str(p.frequency_ghz or "—"),
+             p.runtime + ("" if avail.get(p.runtime) == "" else "*"), ", ".join(p.precisions),
+             f"{p.gate.rel_tolerance:.0%}+{p.gate.abs_floor_ms:g}ms", _predicts(p)] for p in profiles]
+    show(console, table(cols, rows, title=f"device profiles (this machine: {host.cpu} x{host.cores}, {host.arch})",
+                        caption="cores: cores/threads; * runtime not installed here; predicts: the board data "
+                        "`edgevit predict` uses (edgevit devices NAME)", wide=wide))
 
 
 @app.command("merge")
@@ -241,7 +265,7 @@ def merge_cmd(
     for path in results:
         res = load_results(path)
         named.append((fl.device_name(res), res))
-    console.print(fl.combined_table(named))
+    show(console, fl.combined_table(named))
     if md_out is not None:
         err_console.print(f"wrote {atomic_write_text(md_out, fl.combined_markdown(named))}")
     if plot_out is not None:

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgevit.cli.app import app, console
+from edgevit.richtable import Column, show, table
 
 
 def _mark(ok: bool) -> str:
@@ -42,27 +43,23 @@ def doctor_cmd(
            f"quantized engines {', '.join(h.get('quantized_engines', []))}" if h.get("torch") else ""),
         highlight=False,
     )
-    table = Table(title="export targets", header_style="bold")
-    for col in ("target", "export", "version", "precisions", "verify here", "why not / fix"):
-        table.add_column(col, overflow="fold")
-    for r in data["targets"]:
-        precisions = ", ".join(p + ("*" if p == r["default_precision"] else "") for p in r["precisions"])
-        table.add_row(r["target"], _mark(r["available"]), escape(r["version"] or "—"), precisions,
-                      escape(r["verify"]), escape(r["reason"] or ""))
-    console.print(table)
-    table = Table(title="runtimes", header_style="bold")
-    for col in ("runtime", "available", "version", "why not / fix"):
-        table.add_column(col, overflow="fold")
-    for r in data["runtimes"]:
-        table.add_row(escape(r["runtime"]), _mark(r["available"]), escape(r["version"] or "—"),
-                      escape(r["reason"] or ""))
-    console.print(table)
+    cols = [Column(h, numeric=False) for h in ("target", "export", "version", "precisions", "runs here")]
+    rows = [[r["target"], _mark(r["available"]), escape(r["version"] or "—"),
+             ",".join(p + ("*" if p == r["default_precision"] else "") for p in r["precisions"]),
+             _mark(r["verify"] == "runs the artifact")] for r in data["targets"]]
+    show(console, table(cols, rows, title="export targets", caption="* default precision"))
+    cols = [Column(h, numeric=False) for h in ("runtime", "available", "version")]
+    rows = [[escape(r["runtime"]), _mark(r["available"]), escape(r["version"] or "—")] for r in data["runtimes"]]
+    show(console, table(cols, rows, title="runtimes"))
+    for kind, key in (("target", "targets"), ("runtime", "runtimes")):  # the fixes, one line each, never cut
+        for r in data[key]:
+            if not r["available"]:
+                console.print(f"{kind} {r[kind]}: {escape(r['reason'])}", soft_wrap=True, highlight=False)
     for r in data["runtimes"]:
         for key, value in (r.get("details") or {}).items():
             console.print(f"{r['runtime']} {key}: {value}", highlight=False)
     for plugin, why in data["plugin_errors"].items():
         console.print(f"[red]plugin {escape(plugin)} failed to load:[/] {escape(why)}")
-    console.print("* default precision", style="dim")
 
 
 def _doctor_board(on: str, ssh_config: Path | None, python: str, json_out: bool) -> None:

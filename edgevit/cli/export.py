@@ -11,6 +11,9 @@ from edgevit.cli.app import app, console, err_console, parse_key_values
 from edgevit.errors import ConfigError
 
 
+BEST = "best"
+
+
 def _choices(name: str, values: tuple[str, ...] | list[str]) -> type[Enum]:
     """A str Enum of registry values, so Typer lists and checks them (derived, never kept by hand)."""
     return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
@@ -21,7 +24,8 @@ def _registry_choices() -> tuple[type[Enum], type[Enum], str]:
 
     rows = backends()
     presets = "; ".join(f"{k}: {', '.join(b.presets)}" for k, b in rows.items() if b.presets)
-    return _choices("TargetChoice", list(rows)), _choices("CalibMethod", calib_methods()), presets
+    # "best" is no target: it measures the --device's candidate runtimes and exports the fastest
+    return _choices("TargetChoice", [*rows, BEST]), _choices("CalibMethod", calib_methods()), presets
 
 
 TargetChoice, CalibMethod, _PRESETS = _registry_choices()
@@ -30,7 +34,11 @@ TargetChoice, CalibMethod, _PRESETS = _registry_choices()
 @app.command("export")
 def export_cmd(
     model: Annotated[str, typer.Argument(help="Model name or alias (see `edgevit models`).", metavar="MODEL")],
-    target: Annotated[TargetChoice, typer.Option("--target", "-t", help="Export target.")] = "onnx",  # type: ignore[valid-type,assignment]
+    target: Annotated[TargetChoice, typer.Option("--target", "-t", help="Export target; best: measure the "  # type: ignore[valid-type]
+                                                 "--device's candidate runtimes here, export the fastest within "
+                                                 "the accuracy budget.")] = "onnx",  # type: ignore[assignment]
+    device: Annotated[str | None, typer.Option("--device", "-d", metavar="PROFILE", help="With --target best: "
+                                               "the device profile whose runtimes compete.")] = None,
     # str, not Path: Path("out/") drops the trailing slash that marks a folder still to be created
     output: Annotated[str | None, typer.Option("--output", "-o", metavar="PATH", help="Artifact path, or folder "
                                                "(created if missing; a trailing / or no suffix means a folder).")] = None,
@@ -56,8 +64,9 @@ def export_cmd(
     preset: Annotated[str | None, typer.Option(metavar="NAME", help=f"int8 preset ({_PRESETS}).")] = None,
     simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", metavar="", help="Simplify the graph.")] = True,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", metavar="", help="Verify against PyTorch.")] = True,
-    threads: Annotated[int, typer.Option(metavar="N", help="Threads for verification and its latency "
-                                         "figure.")] = 2,
+    threads: Annotated[int | None, typer.Option(metavar="N", help="Threads for verification and its latency "
+                                                "figure (default 2); with --target best, for the measurements "
+                                                "(default: the profile's).")] = None,
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-O", metavar="KEY=VALUE", help="Target option, repeatable (e.g. coreml_int8=w8, "
         "workspace_mib=2048).")] = None,
@@ -65,16 +74,27 @@ def export_cmd(
     """Export MODEL to a verified edge artifact with its record (preprocessing, versions, hashes, report)."""
     from edgevit.artifact import format_size
     from edgevit.cli.verify import print_report
-    from edgevit.export import export
+    from edgevit.export import export, seeded_weights_notice
 
     if fp32 + fp16 + int8 > 1:
         raise ConfigError("choose one of --fp32, --fp16 and --int8")
     precision = "int8" if int8 else "fp16" if fp16 else "fp32" if fp32 else None  # None: the target's default
+    if str(getattr(target, "value", target)) == BEST:
+        from edgevit.bench.choose import export_best
+
+        report = export_best(model, device=device or "host", output=output, threads=threads,
+                             precisions=[precision] if precision else None)
+        console.print(report.warnings[0], soft_wrap=True, highlight=False)
+        console.print(f"[green]wrote[/] {report.artifact} ({format_size(report.record.size_bytes)}) and "
+                      f"{report.sidecar.name}", soft_wrap=True)
+        return
+    if device is not None:
+        raise ConfigError("--device goes with --target best (an export itself is not tied to a device)")
     report = export(
         model, target=str(getattr(target, "value", target)), precision=precision, output=output,
         checkpoint=checkpoint, img_size=img_size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
         calib_data=calib_data, calib_samples=calib_samples, calib_method=getattr(calib_method, "value", calib_method),
-        preset=preset, simplify=simplify, verify=verify, threads=threads,
+        preset=preset, simplify=simplify, verify=verify, threads=2 if threads is None else threads,
         options=parse_key_values(option, "--option"), num_classes=num_classes,
     )
     if report.verification is not None:
@@ -82,6 +102,7 @@ def export_cmd(
     if summary := report.record.export.get("int8_summary"):  # what runs int8, what stayed float
         console.print(summary, highlight=False)
     for note in report.warnings:
-        err_console.print(f"[yellow]{note}[/]", highlight=False, soft_wrap=True)
+        if note != seeded_weights_notice(report.record.model):  # that one was shown before the work started
+            err_console.print(f"[yellow]{note}[/]", highlight=False, soft_wrap=True)
     console.print(f"[green]wrote[/] {report.artifact} ({format_size(report.record.size_bytes)}) and "
                   f"{report.sidecar.name}", soft_wrap=True)

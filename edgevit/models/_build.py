@@ -11,15 +11,20 @@ to 4 digits, so thread counts and CPU kernels cannot change the weights: the sam
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import os
+import pickle
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from edgevit.errors import EdgeVitError
 
 SEEDED = "seeded-v1"  # the rule below; recorded in every artifact record
 MODEL_INIT = "model-init"  # the model's own training init under torch.manual_seed (records of schema 1)
@@ -152,11 +157,28 @@ def build_reference(
         torch.manual_seed(seed)
         model = create_model(info.name, checkpoint=checkpoint, **kwargs)
     if checkpoint is None and init == SEEDED:
-        cfg = info.default_cfg
-        heads = cfg.get("classifier") or "head"
-        apply_seeded_weights(model, seed, img_size or int(cfg["img_size"]), cfg["mean"], cfg["std"],
-                             (heads,) if isinstance(heads, str) else tuple(heads))
+        _seed(model, info, seed, img_size or int(info.default_cfg["img_size"]), num_classes)
     return model.eval()
+
+
+def _seed(model: nn.Module, info: Any, seed: int, img_size: int, num_classes: int | None) -> None:
+    """Apply the seeded weights, from edgevit's cache when this model, size and rule were seeded before (the
+    float64 pass costs seconds to tens of seconds; the cache key is the source of the model and the rule)."""
+    from edgevit.cache import cache_dir, source_digest
+    from edgevit.files import atomic_path
+
+    digest = hashlib.sha256((source_digest(info.name) + Path(__file__).read_text()).encode()).hexdigest()[:16]
+    path = cache_dir() / "seeded" / f"{info.name}-{img_size}px-{num_classes or 'dflt'}-s{seed}-{digest}.pt"
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError):
+        pass  # not cached yet, or a torn file: compute it again
+    cfg = info.default_cfg
+    heads = cfg.get("classifier") or "head"
+    apply_seeded_weights(model, seed, img_size, cfg["mean"], cfg["std"], (heads,) if isinstance(heads, str) else tuple(heads))
+    with contextlib.suppress(EdgeVitError, OSError), atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
 
 
 def state_dict_sha256(model: nn.Module) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevit import progress
 from edgevit.errors import CalibrationError
 
 
@@ -64,10 +65,12 @@ def quantize_xnnpack(model: Any, example: Any, calib: Any, *, per_channel: bool 
     quantizer.set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
     prepared = prepare_pt2e(captured, quantizer)
     seen = 0
-    with torch.no_grad():
+    total = len(getattr(calib, "calib", ())) or None
+    with torch.no_grad(), progress.step(f"calibrate on {total or 'the'} images", total=total) as advance:
         for xb in calibration_batches(calib, batch=int(example.shape[0])):
             prepared(xb)
             seen += int(xb.shape[0])
+            advance(int(xb.shape[0]))
     if seen == 0:
         raise CalibrationError("no calibration batch reached the observers")
     return convert_pt2e(prepared), seen

@@ -112,6 +112,7 @@ def export_ncnn(req: ExportRequest) -> ExportResult:
         shutil.copyfile(binf, out / BIN)
     manifest = {
         "format": "ncnn",
+        "model": req.model_name,
         "precision": req.precision,
         "inputs": inputs,
         "outputs": outputs,

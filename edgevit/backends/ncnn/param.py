@@ -78,7 +78,7 @@ def inspect_ncnn(path: Path) -> dict[str, Any]:
         "outputs": {name: None for name in manifest.get("outputs") or terminal_outputs(layers)},
         "precision": manifest.get("precision", "unknown"),
         "int8_layers": sum(runs_int8(layer) for layer in layers),
-        "metadata": {k: manifest[k] for k in ("mean", "std") if k in manifest},
+        "metadata": {k: manifest[k] for k in ("model", "mean", "std") if k in manifest},
         "param_bytes": p.stat().st_size,
         "bin_bytes": bin_file.stat().st_size if bin_file.is_file() else None,
     }

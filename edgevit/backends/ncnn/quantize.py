@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevit import progress
 from edgevit.backends.ncnn.format import (
     Array,
     Layer,
@@ -225,21 +226,21 @@ def calibrate(
     if method not in CALIB_METHODS:
         raise ValueError(f"unknown method {method!r}")
     absmax = dict.fromkeys(blobs, 0.0)
-    for i, x in enumerate(images):
-        for name, v in zip(blobs, net.run(x, input_name, blobs)):
-            absmax[name] = max(absmax[name], float(np.abs(v).max()) if v.size else 0.0)
-        if i % 16 == 15:
-            log(f"calibration ranges: {i + 1}/{len(images)} images")
+    with progress.step(f"calibrate ranges on {len(images)} images", total=len(images)) as advance:
+        for x in images:
+            for name, v in zip(blobs, net.run(x, input_name, blobs)):
+                absmax[name] = max(absmax[name], float(np.abs(v).max()) if v.size else 0.0)
+            advance(1)
     if method == "minmax":
         return {b: m if m > 0 else 1.0 for b, m in absmax.items()}
     hists = {b: np.zeros(HIST_BINS, np.int64) for b in blobs}
-    for i, x in enumerate(images):
-        for name, v in zip(blobs, net.run(x, input_name, blobs)):
-            if absmax[name] > 0:
-                h, _ = np.histogram(np.abs(v), bins=HIST_BINS, range=(0.0, absmax[name]))
-                hists[name] += h
-        if i % 16 == 15:
-            log(f"calibration histograms: {i + 1}/{len(images)} images")
+    with progress.step(f"calibrate histograms on {len(images)} images", total=len(images)) as advance:
+        for x in images:
+            for name, v in zip(blobs, net.run(x, input_name, blobs)):
+                if absmax[name] > 0:
+                    h, _ = np.histogram(np.abs(v), bins=HIST_BINS, range=(0.0, absmax[name]))
+                    hists[name] += h
+            advance(1)
     out = {}
     for b in blobs:
         if absmax[b] <= 0:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevit import progress
 from edgevit.errors import CalibrationError, ConfigError, ExportError
 from edgevit.quantize.data import CalibrationSet
 
@@ -147,9 +148,11 @@ def _reader(calib: CalibrationSet, input_name: str, batch: int) -> Any:
             self._it: Iterator[np.ndarray] = self._batches()
 
         def _batches(self) -> Iterator[np.ndarray]:
-            for x in calib.batches(1):
-                # a fixed-batch graph needs exactly `batch` images: repeat to fill
-                yield np.ascontiguousarray(np.repeat(x, batch, axis=0)) if batch > 1 else x
+            with progress.step(f"calibrate on {len(calib.calib)} images", total=len(calib.calib)) as advance:
+                for x in calib.batches(1):
+                    # a fixed-batch graph needs exactly `batch` images: repeat to fill
+                    yield np.ascontiguousarray(np.repeat(x, batch, axis=0)) if batch > 1 else x
+                    advance(1)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self._it, None)

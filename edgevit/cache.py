@@ -1,4 +1,5 @@
-"""Artifacts exported on the fly for `edgevit bench MODEL`, cached by a content hash.
+"""Artifacts exported on the fly for `edgevit bench MODEL`, cached by a content hash, and an index of the
+artifacts `edgevit export` wrote with the same inputs, so bench reuses them instead of exporting again.
 
 The key hashes the model name, every export option, the versions that shape the artifact and the
 *source* of the code that shapes it (the model's module, shared layers, rewrites, quantization, the
@@ -9,6 +10,7 @@ sha256 against its record) and rebuilt when corrupt. The cache lives in `$EDGEVI
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -59,7 +61,7 @@ def source_digest(model: str = "", target: str = "") -> str:
     """sha256 over the source that shapes this artifact: the shared pipeline parts, the model's own
     module and the target's backend folder (path + bytes, stable order). Narrow on purpose: an edit to
     another family or target does not throw away this model's cached artifacts."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parent  # the edgevit package
     files: list[Path] = []
     for part in _SOURCE_PARTS:
         p = root / part
@@ -99,6 +101,10 @@ def _versions(target: str) -> dict[str, str]:
 
 def cache_key(model: str, *, target: str, precision: str, img_size: int | None, batch: int,
               options: dict[str, Any] | None = None) -> str:
+    """What makes two exports the same artifact (img_size None means the model's own)."""
+    from edgevit.models import model_info
+
+    img_size = img_size or int(model_info(model).default_cfg["img_size"])
     payload = {
         "model": model, "target": target, "precision": precision, "img_size": img_size, "batch": batch,
         "options": options or {}, "versions": _versions(target), "source": source_digest(model, target),
@@ -130,9 +136,37 @@ def _valid_entry(path: Path) -> ArtifactRecord | None:
     return None
 
 
+def _index_file(key: str, root: Path | None = None) -> Path:
+    return (root or cache_dir()) / "index" / f"{key}.json"
+
+
+def remember(key: str, artifact: Path, root: Path | None = None) -> None:
+    """Note that `artifact` (written by `edgevit export`) is the artifact for `key`; failures are silent
+    (the index only saves work: without it bench exports again)."""
+    from edgevit.files import atomic_write_json
+
+    with contextlib.suppress(EdgeVitError, OSError):
+        atomic_write_json(_index_file(key, root), {"path": str(Path(artifact).resolve())})
+
+
+def _indexed(key: str, root: Path | None) -> tuple[Path, ArtifactRecord] | None:
+    """The artifact an export left for `key`, when it is still there and whole."""
+    index = _index_file(key, root)
+    try:
+        path = Path(json.loads(index.read_text())["path"])
+        rec = read_record(path)
+    except (OSError, ValueError, KeyError, TypeError, EdgeVitError):
+        return None
+    if rec is None or not rec.sha256 or not path.exists() or artifact_sha256(path) != rec.sha256:
+        index.unlink(missing_ok=True)
+        return None
+    return path, rec
+
+
 def get_artifact(model: str, *, target: str, precision: str, img_size: int | None = None, batch: int = 1,
                  options: dict[str, Any] | None = None, root: Path | None = None) -> CachedArtifact:
-    """The cached artifact for these options, exporting it (through `edgevit.export.export`) on a miss."""
+    """The artifact for these options: the cached one, one `edgevit export` wrote with the same inputs,
+    or a fresh export (through `edgevit.export.export`) into the cache."""
     from edgevit.backends import get_backend
     from edgevit.export import export
 
@@ -144,6 +178,9 @@ def get_artifact(model: str, *, target: str, precision: str, img_size: int | Non
     rec = _valid_entry(path)
     if rec is not None:
         return CachedArtifact(path, key, True, rec)
+    if not options and (found := _indexed(key, root)) is not None:
+        progress.notice(f"reusing {found[0]} (exported earlier with the same inputs)")
+        return CachedArtifact(found[0], key, True, found[1])
     progress.notice(f"exporting {model} ({target}, {precision}, batch {batch}) into the cache")
     kwargs: dict[str, Any] = {"target": target, "precision": precision, "output": path, "batch": batch,
                               "img_size": img_size, **(options or {})}
