@@ -96,9 +96,13 @@ def test_busy_flag_set_when_a_hog_runs(busy_run, tmp_path):
     assert load_results(path).cases[0].stability == st  # read back intact
     from rich.console import Console
 
-    console = Console(width=200, record=True)
-    console.print(tables.bench_table(res))
-    text = " ".join(console.export_text().split())
+    from edgevit.richtable import show
+
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    show(console, tables.bench_table(res))
+    shown = console.export_text()
+    assert max(len(line) for line in shown.splitlines()) <= 80, shown  # the mark keeps the 80 columns
+    text = " ".join(shown.split())
     assert "net/fp32/b1 ⚠" in text and "⚠ unstable: busy machine" in text
 
 

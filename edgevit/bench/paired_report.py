@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from edgevit.bench.tables import VERDICT_MARK, VERDICT_STYLE
+from edgevit.bench.tables import VERDICT_MARK, VERDICT_STYLE, interval_cell, short_case_ids
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -32,26 +32,21 @@ def headline(report: "PairedReport") -> str:
     return "✅ no regression"
 
 
-def paired_table(report: "PairedReport") -> "Table":
-    from rich.table import Table
+def paired_table(report: "PairedReport", *, wide: bool = False) -> "Table":
+    """The paired gate's terminal table, 80 columns (pairs with `wide`; the Markdown has them); the notes of
+    cases that are not ok come under it."""
+    from edgevit.richtable import Column, table
 
-    table = Table(title=f"edgevit regress ({report.mode}) — {report.profile}: {report.base} vs {report.head}",
-                  header_style="bold", caption=f"{report.host}; tolerance {report.tolerance:.0%}, "
-                  f"{report.noise} {report.confidence:.0%} interval of per-pair {report.statistic} ratios")
-    for col in ("case", "base ms", "head ms", "ratio", "interval", "pairs", "verdict"):
-        table.add_column(col.replace(" ms", "\nms"), justify="left" if col in ("case", "verdict") else "right",
-                         no_wrap=col in ("case", "interval"))
-    for c in report.cases:
-        ratio, ci = _ratio(c)
-        table.add_row(_short(c.id), _f(c.base_ms), _f(c.head_ms), ratio, ci.strip("[]").replace(", ", "-"),
-                      str(c.pairs or "—"), c.verdict, style=VERDICT_STYLE.get(c.verdict) or None)
-    return table
-
-
-def _short(case_id: str) -> str:
-    """model/runtime/precision/bN/tN -> model/precision/bN/tN in the terminal (the notes carry the rest)."""
-    parts = case_id.split("/")
-    return "/".join(parts[:1] + parts[2:]) if len(parts) == 5 else case_id
+    cols = [Column("case", numeric=False, wrap=False), Column("base ms"), Column("head ms"), Column("ratio"),
+            Column(f"{report.confidence:.0%} interval"), Column("pairs", wide=True), Column("verdict", numeric=False)]
+    ids, common = short_case_ids([c.id for c in report.cases])
+    cells = [[cid, _f(c.base_ms), _f(c.head_ms), _f(c.ratio, ".3f"), interval_cell(c.ci_low, c.ci_high),
+              str(c.pairs or "—"), c.verdict] for cid, c in zip(ids, report.cases, strict=True)]
+    caption = ((f"{common}; " if common else "") + f"{report.host}; tolerance {report.tolerance:.0%}, {report.noise} "
+               f"{report.confidence:.0%} interval of per-pair {report.statistic} ratios")
+    return table(cols, cells, title=f"edgevit regress ({report.mode}) — {report.profile}: {report.base} vs "
+                 f"{report.head}", caption=caption, wide=wide,
+                 styles=[VERDICT_STYLE.get(c.verdict) or None for c in report.cases])
 
 
 def paired_markdown(report: "PairedReport") -> str:

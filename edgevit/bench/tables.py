@@ -288,21 +288,46 @@ def _ratio_cells(c: Any, conf: float) -> tuple[str, str]:
     return f"{c.ratio:.3f}", f"[{c.ci_low:.3f}, {c.ci_high:.3f}]"
 
 
-def regress_table(report: "RegressReport") -> "Table":
-    from rich.table import Table
+def regress_table(report: "RegressReport", *, wide: bool = False) -> "Table":
+    """The stored-baseline gate's terminal table, 80 columns (P(slower) with `wide`); the notes of cases
+    that are not ok come under it (`case_notes`)."""
+    from edgevit.richtable import Column, table
 
     title = (f"edgevit regress — {report.profile}: tolerance {report.tolerance:.0%}, floor {report.floor_ms:g} ms"
              + (", normalised by @reference" if report.normalized else ""))
-    table = Table(title=title, header_style="bold", caption=f"baseline: {report.baseline_host}; current: "
-                  f"{report.current_host}")
-    for col in ("case", "baseline ms", "current ms", "ratio", f"{report.confidence:.0%} CI", "P(slower)",
-                "verdict", "note"):
-        table.add_column(col, justify="left" if col in ("case", "verdict", "note") else "right")
-    for c in report.cases:
-        ratio, ci = _ratio_cells(c, report.confidence)
-        table.add_row(c.id, _f(c.baseline_ms), _f(c.current_ms), ratio, ci, _f(c.p_slower), c.verdict, c.note,
-                      style=VERDICT_STYLE[c.verdict] or None)
-    return table
+    cols = [Column("case", numeric=False, wrap=False), Column("baseline ms"), Column("current ms"), Column("ratio"),
+            Column(f"{report.confidence:.0%} CI"), Column("P(slower)", wide=True), Column("verdict", numeric=False)]
+    ids, common = short_case_ids([c.id for c in report.cases])
+    cells = [[cid, _f(c.baseline_ms), _f(c.current_ms), _f(c.ratio, ".3f"), interval_cell(c.ci_low, c.ci_high),
+              _f(c.p_slower), c.verdict] for cid, c in zip(ids, report.cases, strict=True)]
+    caption = (f"{common}; " if common else "") + f"baseline: {report.baseline_host}; current: {report.current_host}"
+    return table(cols, cells, title=title, caption=caption, wide=wide,
+                 styles=[VERDICT_STYLE[c.verdict] or None for c in report.cases])
+
+
+def interval_cell(low: float | None, high: float | None) -> str:
+    """'1.02-1.25' (two decimals: the terminal's; the files carry three)."""
+    if low is None:
+        return "—"
+    return f"{low:.2f}-{'inf' if high is None or math.isinf(high) else format(high, '.2f')}"
+
+
+def short_case_ids(ids: list[str]) -> tuple[list[str], str]:
+    """Case ids for a terminal table without the runtime and thread segments all of them share
+    (model/runtime/precision/bN/tN -> model/precision/bN), and a caption part naming what was left out."""
+    split = [i.split("/") for i in ids]
+    full = [p for p in split if len(p) == 5]  # `@reference` and other ids are shown whole
+    if not full:
+        return list(ids), ""
+    drop = [k for k in (1, 4) if len({p[k] for p in full}) == 1]
+    said = ", ".join(full[0][k] for k in drop)
+    return ["/".join(x for k, x in enumerate(p) if k not in drop) if len(p) == 5 else i
+            for i, p in zip(ids, split, strict=True)], said
+
+
+def case_notes(cases: Any) -> list[str]:
+    """'id: note' for every case that is not plainly ok (printed under a gate table)."""
+    return [f"{c.id}: {c.verdict}: {c.note}" for c in cases if c.note and c.verdict != "ok"]
 
 
 def regress_markdown(report: "RegressReport") -> str:

@@ -140,7 +140,7 @@ def _baseline(current: Path, baseline: Path, tolerance: float | None, floor_ms: 
                      normalize=normalize, statistic=statistic, update=update, force=force,
                      allow_missing=allow_missing, allow_inconclusive=allow_inconclusive)
     show(console, tables.regress_table(report))
-    for note in report.notes:
+    for note in [*tables.case_notes(report.cases), *report.notes]:
         err_console.print(f"[dim]{note}[/]", soft_wrap=True, highlight=False)
     _write(report, tables.regress_markdown(report), markdown, json_out)
     if report.wins and not update:
@@ -154,14 +154,15 @@ def _paired(base: str, suite: str, pairs: int | None, max_pairs: int | None, noi
             tolerance: float | None, floor_ms: float | None, confidence: float, statistic: str | None,
             allow_missing: bool, allow_inconclusive: bool, markdown: Path | None, json_out: Path | None,
             fail_on_improvement: bool) -> None:
+    from edgevit.bench import tables
     from edgevit.bench.paired_gate import paired_gate
     from edgevit.bench.paired_report import paired_markdown, paired_table
 
     report = paired_gate(base, suite, tolerance=tolerance, floor_ms=floor_ms, confidence=confidence, noise=noise,
                          statistic=statistic, min_pairs=pairs, max_pairs=max_pairs, allow_missing=allow_missing,
                          allow_inconclusive=allow_inconclusive, protocol={"runs": runs})
-    console.print(paired_table(report))
-    for note in report.notes:
+    show(console, paired_table(report))
+    for note in [*tables.case_notes(report.cases), *report.notes]:
         err_console.print(f"[dim]{note}[/]", soft_wrap=True, highlight=False)
     _write(report, paired_markdown(report), markdown, json_out)
     _verdict(report, fail_on_improvement)
