@@ -174,3 +174,23 @@ def test_update_replaces_a_baseline_it_cannot_compare_with(tmp_path, files, cli)
     emulated.setup["measured_on"] = "emulated"
     res = cli(files("emu", emulated), "--baseline", str(tmp_path / "e.json"), "--update", "--force")
     assert res.exit_code == 2 and "emulated" in res.output and not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    ([], "give --base REF|DIR --suite SUITE (paired), or RESULTS --baseline FILE (stored), or --predicted"),
+    (["--base", "main"], "paired mode is `edgevit regress --base REF|DIR --suite SUITE`: --suite missing"),
+    (["cur.json"], "stored mode is `edgevit regress RESULTS --baseline FILE`: --baseline missing"),
+    (["cur.json", "--baseline", "b.json", "--pairs", "4"], "--pairs: not an option of stored mode"),
+    (["--base", "main", "--suite", "smoke", "--update"], "--update: not an option of paired mode"),
+    (["--base", "main", "--suite", "smoke", "--head", "h"], "--head: not an option of paired mode"),
+    (["--predicted", "--base", "b"], "predicted mode is `edgevit regress --predicted --base DIR --head DIR --device "
+                                     "PROFILE`: --head and --device missing"),
+    (["--predicted", "--base", "b", "--head", "h", "-d", "arm-a17", "--suite", "s"],
+     "--suite: not an option of predicted mode"),
+    (["cur.json", "--baseline", "b.json", "--force"], "--force only applies to --update"),
+])
+def test_one_command_three_modes_and_one_line_errors(cli, args, words):
+    """The options choose the mode; a missing or misplaced option is one line naming the mode's usage, exit 2."""
+    res = cli(*args)
+    lines = _error_lines(res.output)
+    assert res.exit_code == 2 and len(lines) == 1 and words in lines[0], res.output

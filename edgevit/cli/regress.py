@@ -70,6 +70,8 @@ def regress_cmd(
                                                   "here.")] = None,
     fail_on_improvement: Annotated[bool, typer.Option("--fail-on-improvement", metavar="", help="Also fail when a "
                                                       "case got faster (forces a baseline refresh).")] = False,
+    wide: Annotated[bool, typer.Option("--wide", metavar="", help="Every column (pairs, P(slower)); the table may "
+                                       "then be wider than 80 columns.")] = False,
 ) -> None:
     """The latency gate, in one of three modes; exit 1 on a regression (or an error, an inconclusive or a
     missing case), 2 on malformed input.
@@ -90,10 +92,10 @@ def regress_cmd(
                    fail_on_improvement)
     elif mode == "paired":
         _paired(str(base), str(suite), pairs, max_pairs, noise, runs, tolerance, floor_ms, confidence, statistic,
-                allow_missing, allow_inconclusive, markdown, json_out, fail_on_improvement)
+                allow_missing, allow_inconclusive, markdown, json_out, fail_on_improvement, wide)
     else:
         _baseline(Path(str(current)), Path(str(baseline)), tolerance, floor_ms, confidence, normalize, statistic,
-                  update, force, allow_missing, allow_inconclusive, markdown, json_out, fail_on_improvement)
+                  update, force, allow_missing, allow_inconclusive, markdown, json_out, fail_on_improvement, wide)
 
 
 # Each mode: its usage, the options it needs, and those it accepts besides the shared ones (tolerance,
@@ -132,14 +134,15 @@ def choose_mode(predicted: bool, given: dict[str, bool]) -> str:
 
 def _baseline(current: Path, baseline: Path, tolerance: float | None, floor_ms: float | None, confidence: float,
               normalize: str | None, statistic: str | None, update: bool, force: bool, allow_missing: bool,
-              allow_inconclusive: bool, markdown: Path | None, json_out: Path | None, fail_on_improvement: bool) -> None:
+              allow_inconclusive: bool, markdown: Path | None, json_out: Path | None, fail_on_improvement: bool,
+              wide: bool = False) -> None:
     from edgevit.bench import tables
     from edgevit.bench.regress import regress
 
     report = regress(current, baseline, tolerance=tolerance, floor_ms=floor_ms, confidence=confidence,
                      normalize=normalize, statistic=statistic, update=update, force=force,
                      allow_missing=allow_missing, allow_inconclusive=allow_inconclusive)
-    show(console, tables.regress_table(report))
+    show(console, tables.regress_table(report, wide=wide))
     for note in [*tables.case_notes(report.cases), *report.notes]:
         err_console.print(f"[dim]{note}[/]", soft_wrap=True, highlight=False)
     _write(report, tables.regress_markdown(report), markdown, json_out)
@@ -153,7 +156,7 @@ def _baseline(current: Path, baseline: Path, tolerance: float | None, floor_ms: 
 def _paired(base: str, suite: str, pairs: int | None, max_pairs: int | None, noise: str | None, runs: int | None,
             tolerance: float | None, floor_ms: float | None, confidence: float, statistic: str | None,
             allow_missing: bool, allow_inconclusive: bool, markdown: Path | None, json_out: Path | None,
-            fail_on_improvement: bool) -> None:
+            fail_on_improvement: bool, wide: bool = False) -> None:
     from edgevit.bench import tables
     from edgevit.bench.paired_gate import paired_gate
     from edgevit.bench.paired_report import paired_markdown, paired_table
@@ -161,7 +164,7 @@ def _paired(base: str, suite: str, pairs: int | None, max_pairs: int | None, noi
     report = paired_gate(base, suite, tolerance=tolerance, floor_ms=floor_ms, confidence=confidence, noise=noise,
                          statistic=statistic, min_pairs=pairs, max_pairs=max_pairs, allow_missing=allow_missing,
                          allow_inconclusive=allow_inconclusive, protocol={"runs": runs})
-    show(console, paired_table(report))
+    show(console, paired_table(report, wide=wide))
     for note in [*tables.case_notes(report.cases), *report.notes]:
         err_console.print(f"[dim]{note}[/]", soft_wrap=True, highlight=False)
     _write(report, paired_markdown(report), markdown, json_out)
