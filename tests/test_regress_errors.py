@@ -194,3 +194,16 @@ def test_one_command_three_modes_and_one_line_errors(cli, args, words):
     res = cli(*args)
     lines = _error_lines(res.output)
     assert res.exit_code == 2 and len(lines) == 1 and words in lines[0], res.output
+
+
+def test_cli_inconclusive_says_what_to_do(files, cli):
+    """Exit 1 with the case's reason under the table and what to do in the error line; allowed: exit 0."""
+    base = files("base", _res({"m/onnxruntime/fp32/b1/t1": 10}))
+    cur = files("cur", _res({"m/onnxruntime/fp32/b1/t1": 15}, stability=BUSY))
+    args = (cur, "--baseline", base, "--tolerance", "0.1", "--floor-ms", "0.5", "--normalize", "never")
+    res = cli(*args)
+    (line,) = _error_lines(res.output)
+    assert res.exit_code == 1 and line.startswith("error: latency gate failed: inconclusive: m/onnxruntime/fp32/b1/t1")
+    assert "rerun on a quieter machine, compare paired with --base REF --suite SUITE" in line
+    assert "m/onnxruntime/fp32/b1/t1: inconclusive: " in res.output and "unstable machine" in res.output
+    assert cli(*args, "--allow-inconclusive").exit_code == 0

@@ -186,6 +186,8 @@ _WHY = {
     "inconclusive": "too noisy to judge (rerun with more pairs, on a quieter machine, or pass --allow-inconclusive)",
     "missing": "in the base, not in this run (--allow-missing accepts that)",
 }
+_WHY_STORED = {"inconclusive": "too noisy to judge (rerun on a quieter machine, compare paired with --base REF "
+                               "--suite SUITE, or pass --allow-inconclusive)"}
 
 
 def _verdict(report: Any, fail_on_improvement: bool) -> None:
@@ -196,7 +198,8 @@ def _verdict(report: Any, fail_on_improvement: bool) -> None:
         by_kind: dict[str, list[str]] = {}
         for c in report.failing:
             by_kind.setdefault(c.verdict, []).append(c.id)
-        parts = [f"{kind}: {', '.join(ids)} ({_WHY[kind]})" for kind, ids in by_kind.items()]
+        why = _WHY | (_WHY_STORED if report.mode == "baseline" else {})
+        parts = [f"{kind}: {', '.join(ids)} ({why[kind]})" for kind, ids in by_kind.items()]
         raise RegressionError("latency gate failed: " + "; ".join(parts))
     if fail_on_improvement and report.wins:
         raise RegressionError(f"{len(report.wins)} case(s) got faster: {', '.join(c.id for c in report.wins)}"
