@@ -16,7 +16,6 @@ Writes benchmarks/results/instruction_counts.{json,md} with the machine, the cou
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -96,7 +95,7 @@ def main() -> None:
     ks = [int(k) for k in args.ks.split(",")]
     data = {"model": args.model, "perf": perf_counts(), "uptime_start": uptime(),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "valgrind": subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip(),
+            "valgrind": subprocess.run(["valgrind", "--version"], capture_output=True, text=True, check=False).stdout.strip(),
             "runs": []}
     src = get_artifact(args.model, target="onnx", precision="fp32", img_size=None, batch=1).path
     with tempfile.TemporaryDirectory(prefix="icount-") as tmp_s:

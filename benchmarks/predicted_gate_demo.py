@@ -32,8 +32,8 @@ def train_form_onnx(model: str, path: Path) -> Path:
     import onnx
     import torch
 
-    from edgevit.models import build_reference
     from edgevit._quiet import quiet
+    from edgevit.models import build_reference
 
     m = build_reference(model).eval()
     with quiet("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", stdout=True):
@@ -86,8 +86,8 @@ def markdown(d: dict) -> str:
     diff = {op: (d["base_ops"].get(op, 0), d["head_ops"].get(op, 0)) for op in sorted(set(d["base_ops"]) | set(d["head_ops"]))
             if d["base_ops"].get(op, 0) != d["head_ops"].get(op, 0)}
     lines = [f"## Predicted latency gate on a structural regression: {d['model']} without its deploy rewrites", "",
-             "- base: edgevit's fp32 ONNX export; head: the same weights exported in the train form (no rewrite), "
-             "same exporter; predicted by each device's cost model, never timed (no board, no load dependence)",
+             ("- base: edgevit's fp32 ONNX export; head: the same weights exported in the train form (no rewrite), "
+             "same exporter; predicted by each device's cost model, never timed (no board, no load dependence)"),
              "- ops that differ (base -> head): " + ", ".join(f"{op} {a} -> {b}" for op, (a, b) in diff.items()),
              f"- {d['created']}; `python benchmarks/predicted_gate_demo.py`", "",
              "| device (predictor) | base ms | head ms | ratio | verdict | same again | identical copy | largest terms (ms) |",

@@ -183,8 +183,8 @@ def test_update_replaces_a_baseline_it_cannot_compare_with(tmp_path, files, cli)
     (["cur.json", "--baseline", "b.json", "--pairs", "4"], "--pairs: not an option of stored mode"),
     (["--base", "main", "--suite", "smoke", "--update"], "--update: not an option of paired mode"),
     (["--base", "main", "--suite", "smoke", "--head", "h"], "--head: not an option of paired mode"),
-    (["--predicted", "--base", "b"], "predicted mode is `edgevit regress --predicted --base DIR --head DIR --device "
-                                     "PROFILE`: --head and --device missing"),
+    (["--predicted", "--base", "b"], ("predicted mode is `edgevit regress --predicted --base DIR --head DIR --device "
+                                     "PROFILE`: --head and --device missing")),
     (["--predicted", "--base", "b", "--head", "h", "-d", "arm-a17", "--suite", "s"],
      "--suite: not an option of predicted mode"),
     (["cur.json", "--baseline", "b.json", "--force"], "--force only applies to --update"),
