@@ -1,7 +1,7 @@
 """Can instruction counts gate latency here? `perf stat -e instructions`, else valgrind's cachegrind.
 
-    python benchmarks/instruction_counts.py                     # 3 repeats x k in (0, 1, 2) x 3 variants (~1 h)
-    python benchmarks/instruction_counts.py --repeats 1 --ks 0,1 --variants base   # smoke (~3 min)
+    python benchmarks/instruction_counts.py                     # 3 repeats x k in (0, 1, 2) x 3 variants (~25 min)
+    python benchmarks/instruction_counts.py --repeats 1 --ks 0,1 --variants base   # smoke (~1-2 min)
 
 A deterministic mode would count the instructions of a few inferences per case instead of timing them:
 no load dependence if the count is reproducible. For each variant (cas_vit_xs fp32 ONNX, and the same
@@ -89,7 +89,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ks", default="0,1,2", help="inference counts per process")
     ap.add_argument("--variants", default=",".join(BLOCKS))
+    ap.add_argument("--from-json", type=Path, default=None, help="rewrite the Markdown of a recorded study")
     args = ap.parse_args()
+    if args.from_json:
+        import json
+
+        atomic_write_text(RESULTS / "instruction_counts.md", markdown(json.loads(args.from_json.read_text())))
+        return
     if shutil.which("valgrind") is None:
         raise SystemExit("needs valgrind (apt-get install valgrind)")
     ks = [int(k) for k in args.ks.split(",")]
@@ -128,7 +134,29 @@ def markdown(d: dict) -> str:
         spread = f"{(max(ns) - min(ns)) / min(ns):.2%}" if len(ns) > 1 else "—"
         lines.append(f"| {var} | {k} | {', '.join(f'{n:.1f}' for n in ns)} | {spread} | "
                      f"{', '.join(str(r['wall_s']) for r in rs)} |")
+    lines += ["", "| variant | per inference, count(k) - count(0) (M) | vs base | repeats agree within |",
+              "|---|---:|---:|---:|"]
+    per = per_inference(d["runs"])
+    base = per.get("base", (None, None))[0]
+    for var, (mean, spread) in per.items():
+        vs = f"{mean / base - 1:+.2%}" if base else "—"
+        lines.append(f"| {var} | {mean / 1e6:.2f} | {vs} | {spread:,.0f} instructions |")
     return "\n".join(lines) + "\n"
+
+
+def per_inference(runs: list[dict]) -> dict[str, tuple[float, float]]:
+    """variant -> (mean instructions of one inference, max - min over repeats), from the k=0 and k=max runs."""
+    out = {}
+    for var in dict.fromkeys(r["variant"] for r in runs):
+        ks = sorted({r["k"] for r in runs if r["variant"] == var})
+        if len(ks) < 2 or ks[0] != 0:
+            continue
+        by = {(r["repeat"], r["k"]): r["instructions"] for r in runs if r["variant"] == var}
+        vals = [(by[(rep, ks[-1])] - by[(rep, 0)]) / ks[-1] for rep in {r for r, _ in by}
+                if (rep, ks[-1]) in by and (rep, 0) in by]
+        if vals:
+            out[var] = (sum(vals) / len(vals), max(vals) - min(vals))
+    return out
 
 
 if __name__ == "__main__":
