@@ -181,7 +181,7 @@ def _resolve_output(output: str | os.PathLike[str] | None, default_name: str, su
             path = path / default_name
     if not path.name.lower().endswith(suffix):
         raise ConfigError(f"output {path.name!r} must end with {suffix}")
-    if path.exists() and path.is_dir() and suffix and not suffix.endswith(("package", ".ncnn")):
+    if path.exists() and path.is_dir() and suffix and not suffix.endswith(("package", ".ncnn", ".openvino")):
         raise ConfigError(f"output {path} is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -315,7 +315,7 @@ def export(
             model_name=info.name, model=deployed, example=example, output=tmp.path, precision=precision,
             img_size=size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
             calib=calib if precision == "int8" else None, calib_method=calib_method, preset=preset,
-            simplify=simplify, mean=mean, std=std, options=dict(options or {}),
+            simplify=simplify, mean=mean, std=std, options=dict(options or {}), threads=threads,
         )
         result = tgt.exporter(req)
         if not Path(result.artifact).exists():

@@ -16,6 +16,7 @@ from edgevit.exporters.targets import (
 from edgevit.exporters import onnx  # noqa: E402,F401  isort: skip
 from edgevit.exporters import coreml, tensorrt, torchscript  # noqa: E402,F401  isort: skip
 from edgevit.exporters import executorch, ncnn  # noqa: E402,F401  isort: skip
+from edgevit.backends import openvino  # noqa: E402,F401  isort: skip  (target + runtime rows)
 
 __all__ = [
     "ExportRequest", "ExportResult", "Target", "check_precision", "get_target", "register_target",

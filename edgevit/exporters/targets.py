@@ -43,6 +43,7 @@ class ExportRequest:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     options: dict[str, Any] = field(default_factory=dict)  # target-specific extras
+    threads: int | None = None  # runtime threads for what the exporter measures (latency-aware int8)
 
 
 @dataclass

@@ -56,6 +56,9 @@ class RuntimeSpec:
     extra: str
     runner: type[Runner]
     probe: Callable[[], Availability]
+    # facts `edgevit doctor` shows beside the version (e.g. devices), asked only when available
+    describe: Callable[[], dict[str, str]] | None = None
+    reads: tuple[str, ...] = ()  # other targets whose artifacts this runtime also runs (e.g. "onnx")
 
 
 _RUNTIMES: dict[str, RuntimeSpec] = {}

@@ -1,0 +1,1 @@
+"""One folder per backend (target + runtime); each folder's `__init__` registers its row."""
