@@ -282,23 +282,26 @@ def _file_cases(path: Path, runtime: str | None, precisions: list[str], batches:
     """An artifact file runs in its target's runtime; its precision and model come from its sidecar."""
     from edgevit.bench.cache import read_sidecar
     from edgevit.exporters import target_for_artifact
+    from edgevit.runtimes import runtimes
 
     tgt = target_for_artifact(path)
-    if runtime and runtime != tgt.runtime:
+    spec = runtimes().get(runtime or "")
+    if runtime and runtime != tgt.runtime and not (spec and tgt.key in spec.reads):
         raise ConfigError(f"{path.name} is a {tgt.key} artifact, run by {tgt.runtime or 'no runtime here'}, "
                           f"not {runtime}")
+    run_with = runtime or tgt.runtime
     if not tgt.runtime:
         raise UnavailableError(f"{path.name}: target {tgt.key} has no runtime on this machine")
     side = read_sidecar(path)
     precision = str(side.get("precision") or (precisions[0] if len(precisions) == 1 else "fp32"))
     batch = int(side.get("batch") or (batches[0] if len(batches) == 1 else 1))
-    if tgt.runtime not in used:
-        used.append(tgt.runtime)
+    if run_with not in used:
+        used.append(run_with)
     info = {"img_size": side.get("img_size"), "params": side.get("params"), "macs": side.get("macs")}
     model = side.get("model") if isinstance(side.get("model"), str) else None
     # An exported artifact is "this model at this precision": same case id as benching the model by
     # name, so a baseline made from names can judge an artifact put in its place (and vice versa).
-    case = _case(path, model, tgt.runtime, tgt.key, precision, batch, threads, info)
+    case = _case(path, model, run_with, tgt.key, precision, batch, threads, info)
     return [case]
 
 

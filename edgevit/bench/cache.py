@@ -57,7 +57,13 @@ def source_digest(model: str = "", target: str = "") -> str:
 
         extra.append(_module_file(model_info(model).factory.__module__))
     if target:
-        extra.append(_module_file(f"edgevit.exporters.{target}"))
+        from edgevit.exporters.targets import get_target
+
+        module = get_target(target).exporter.__module__
+        origin = _module_file(module)
+        extra.append(origin)
+        if origin and module.startswith("edgevit.backends."):  # the whole folder: its quantizer shapes it too
+            extra += [str(f) for f in sorted(Path(origin).parent.glob("*.py")) if str(f) != origin]
     files += [Path(f) for f in extra if f and Path(f).exists()]
     h = hashlib.sha256()
     for f in files:

@@ -63,9 +63,20 @@ def collect() -> dict[str, Any]:
     runtime_rows = []
     for r in rts.values():
         avail = _safe(r.probe)
+        details = _details(r) if avail.available else {}
         runtime_rows.append({"runtime": r.key, "title": r.title, "available": avail.available,
-                             "version": avail.version, "reason": avail.reason, "extra": r.extra})
+                             "version": avail.version, "reason": avail.reason, "extra": r.extra, "details": details})
     return {"host": _host(), "targets": target_rows, "runtimes": runtime_rows}
+
+
+def _details(spec: Any) -> dict[str, str]:
+    """A runtime's own facts (`RuntimeSpec.describe`, e.g. its devices); a failing hook is reported, not raised."""
+    if spec.describe is None:
+        return {}
+    try:
+        return {str(k): str(v) for k, v in spec.describe().items()}
+    except Exception as exc:  # noqa: BLE001 - doctor must always finish
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _host() -> dict[str, Any]:
@@ -114,10 +125,11 @@ def doctor_cmd(
                       escape(r["verify"]), escape(r["reason"] or ""))
     console.print(table)
     table = Table(title="runtimes", header_style="bold")
-    for col in ("runtime", "available", "version", "why not / fix"):
+    for col in ("runtime", "available", "version", "why not / fix, or details"):
         table.add_column(col, overflow="fold")
     for r in data["runtimes"]:
+        details = "; ".join(f"{k}: {v}" for k, v in r["details"].items())
         table.add_row(escape(r["runtime"]), _mark(r["available"]), escape(r["version"] or "—"),
-                      escape(r["reason"] or ""))
+                      escape(r["reason"] or details))
     console.print(table)
     console.print("* default precision", style="dim")

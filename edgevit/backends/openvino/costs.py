@@ -88,29 +88,55 @@ def profile(runners: Sequence[Any], x: np.ndarray, rounds: int, warmup: int = 5)
     return [{k: statistics.median(v) for k, v in s.items()} for s in samples]
 
 
-def _owners(nodes: Mapping[str, RuntimeNode], name: str, quantized: set[str], depth: int = 0) -> list[str]:
+def aliases(model: Any, ops: Sequence[str]) -> dict[str, str]:
+    """Original op name -> the quantized op it stands for: the op itself, and the bias Add (or scale
+    Multiply) right after it. The CPU plugin names a fused fp32 MatMul + bias node after the Add alone
+    (`val_8` for `val_8/WithoutBiases`), so the op's own name is not always in `originalLayersNames`."""
+    wanted = set(ops)
+    out = {q: q for q in ops}
+    for op in model.get_ordered_ops():
+        if op.get_friendly_name() not in wanted:
+            continue
+        for out_port in op.outputs():
+            for t in out_port.get_target_inputs():
+                node = t.get_node()
+                if node.get_type_name() in ("Add", "Multiply") and any(
+                    _is_constant(node.input_value(i).get_node()) for i in range(node.get_input_size())
+                ):
+                    out.setdefault(node.get_friendly_name(), op.get_friendly_name())
+    return out
+
+
+def _is_constant(node: Any) -> bool:
+    while node.get_type_name() == "Convert" and node.get_input_size():
+        node = node.input_value(0).get_node()
+    return node.get_type_name() == "Constant"
+
+
+def _owners(nodes: Mapping[str, RuntimeNode], name: str, alias: Mapping[str, str], depth: int = 0) -> list[str]:
     """The quantized ops a runtime node serves directly (rules 1 and 3 of the module docstring)."""
     node = nodes[name]
-    held = [o for o in node.originals if o in quantized]
+    held = [alias[o] for o in node.originals if o in alias]
     if held:
         return held[:1]
     if not node.originals and depth < FOLLOW_DEPTH:
         for c in node.consumers:
             if c in nodes:
-                got = _owners(nodes, c, quantized, depth + 1)
+                got = _owners(nodes, c, alias, depth + 1)
                 if got:
                     return got
     return []
 
 
 def charge(
-    graph: Sequence[RuntimeNode], times: Mapping[str, float], quantized: set[str],
+    graph: Sequence[RuntimeNode], times: Mapping[str, float], alias: Mapping[str, str],
     fq_targets: Mapping[str, Sequence[str]] | None = None, float_times: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, float], dict[str, list[str]], float]:
     """µs charged to each quantized op, the runtime nodes charged to it, and the µs charged to none.
 
-    `fq_targets` (FakeQuantize name -> the ops it feeds) and `float_times` (original op name -> µs of the
-    fp32 runtime node that holds it) are given for the int8 model only."""
+    `alias` maps original op names to the quantized op they stand for (`aliases`); `fq_targets`
+    (FakeQuantize name -> the ops it feeds) and `float_times` (original op name -> µs of the fp32
+    runtime node that holds it) are given for the int8 model only."""
     nodes = {n.name: n for n in graph}
     cost: dict[str, float] = defaultdict(float)
     held_by: dict[str, list[str]] = defaultdict(list)
@@ -119,11 +145,11 @@ def charge(
         t = float(times.get(n.name, 0.0))
         if t <= 0:
             continue
-        owners = _owners(nodes, n.name, quantized)
+        owners = _owners(nodes, n.name, alias)
         if not owners and fq_targets:
             fqs = [o for o in n.originals if o in fq_targets]
             if fqs:
-                targets = sorted({q for o in fqs for q in fq_targets[o] if q in quantized})
+                targets = sorted({alias[q] for o in fqs for q in fq_targets[o] if q in alias})
                 rest = [o for o in n.originals if o not in fq_targets]
                 base = max((float_times or {}).get(o, 0.0) for o in rest) if rest else 0.0
                 extra = max(0.0, t - base) if rest else t
@@ -149,12 +175,12 @@ def times_by_original(graph: Sequence[RuntimeNode], times: Mapping[str, float]) 
 def op_costs(
     fp32_graph: Sequence[RuntimeNode], fp32_times: Mapping[str, float],
     int8_graph: Sequence[RuntimeNode], int8_times: Mapping[str, float],
-    quantized: Mapping[str, str], fq_targets: Mapping[str, Sequence[str]],
+    quantized: Mapping[str, str], fq_targets: Mapping[str, Sequence[str]], alias: Mapping[str, str],
 ) -> tuple[list[OpCost], dict[str, float]]:
     """Per quantized op: int8 vs float cost; plus the totals (ms) and what no op could be charged with."""
-    qset = set(quantized)
-    f_cost, _, f_free = charge(fp32_graph, fp32_times, qset)
-    i_cost, i_nodes, i_free = charge(int8_graph, int8_times, qset, fq_targets, times_by_original(fp32_graph, fp32_times))
+    alias = {k: v for k, v in alias.items() if v in quantized}
+    f_cost, _, f_free = charge(fp32_graph, fp32_times, alias)
+    i_cost, i_nodes, i_free = charge(int8_graph, int8_times, alias, fq_targets, times_by_original(fp32_graph, fp32_times))
     costs = [OpCost(q, t, i_cost.get(q, 0.0), f_cost.get(q, 0.0), i_nodes.get(q, [])) for q, t in quantized.items()]
     totals = {"fp32_nodes_ms": sum(fp32_times.values()) / 1e3, "int8_nodes_ms": sum(int8_times.values()) / 1e3,
               "fp32_uncharged_ms": f_free / 1e3, "int8_uncharged_ms": i_free / 1e3}

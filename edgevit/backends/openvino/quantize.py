@@ -179,18 +179,40 @@ def first_breaking(ops: Sequence[str], breaks: Callable[[set[str]], bool]) -> tu
     return ops[hi - 1], evals
 
 
-def keep_float_until(ops: Sequence[str], kept: set[str], breaks: Callable[[set[str]], bool], what: str) -> list[str]:
-    """Ops (besides `kept`) to keep float, found one by one with `first_breaking`, until `breaks` is false."""
+def keep_float_until(ops: Sequence[str], kept: set[str], breaks: Callable[[set[str]], bool], what: str,
+                     siblings: Callable[[str], list[str]] | None = None, limit: int = MAX_FIXES) -> list[str]:
+    """Ops (besides `kept`) to keep float, found one by one with `first_breaking`, until `breaks` is false.
+
+    `siblings(op)`: ops of the same kind, each tested alone (only it quantized) once `op` is found; a
+    local failure such as a rejected fusion reproduces alone, and one test is cheaper than a bisection."""
     found: list[str] = []
+    tested: set[str] = set()
     while breaks(kept | set(found)):
         rest = [o for o in ops if o not in kept and o not in found]
         if not rest or breaks(kept | set(found) | set(rest)):
             raise ExportError(f"int8: {what} fails even with every quantized op float")
-        if len(found) >= MAX_FIXES:
-            raise ExportError(f"int8: {what} still fails after keeping {MAX_FIXES} ops float ({', '.join(found)})")
+        if len(found) >= limit:
+            raise ExportError(f"int8: {what} still fails after keeping {len(found)} ops float ({', '.join(found)})")
         op, _ = first_breaking(rest, lambda fl: breaks(kept | set(found) | fl))
         found.append(op)
+        for sib in (siblings(op) if siblings else []):
+            if sib not in found and sib not in kept and sib not in tested:
+                tested.add(sib)
+                if breaks(set(ops) - {sib}):
+                    found.append(sib)
     return found
+
+
+def signature(model: Any) -> dict[str, tuple[Any, ...]]:
+    """Op name -> (type, input ranks, which inputs are constants, attributes): ops of the same kind."""
+    out = {}
+    for op in model.get_ordered_ops():
+        ins = [op.input_value(i) for i in range(op.get_input_size())]
+        out[op.get_friendly_name()] = (
+            op.get_type_name(), tuple(v.get_partial_shape().rank.get_length() for v in ins),
+            tuple(cost_mod._is_constant(v.get_node()) for v in ins), tuple(sorted(map(str, op.get_attributes().items()))),
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------------------- NNCF
@@ -294,15 +316,21 @@ def quantize_openvino(
     # 2. the plugin must compile it
     if (err := _compile_error(q0, threads)) is not None:
         progress("int8: finding the ops OpenVINO cannot compile quantized")
+        sig = signature(q0)
+        same = {n: [m for m in names if m != n and sig[m] == sig[n]] for n in names}
         for op in keep_float_until(names, set(), lambda fl: _compile_error(dequantize_ops(q0, fl), threads) is not None,
-                                   "compilation"):
+                                   "compilation", siblings=same.__getitem__, limit=len(names)):
             kept[op] = _float_entry(op, qops[op], "compile", error=err)
 
     # 3. accuracy budget against OpenVINO fp32
     ref_runner = _runner(fp32, threads, "fp32")
     ref = run_images(ref_runner, images, batch)
 
+    checks = [0]
+
     def worst_cosine(model: Any) -> float:
+        checks[0] += 1
+        progress(f"int8: accuracy check {checks[0]}")
         r = _runner(model, threads, "int8")
         try:
             return float(cosine_rows(ref, run_images(r, images, batch)).min())
@@ -377,7 +405,8 @@ def _slow_ops(fp32: Any, current: Any, x: np.ndarray, threads: int | None, qops:
         f_times, i_times = cost_mod.profile([f_run, i_run], x, PROFILE_ROUNDS)
         live = {q: t for q, t in qops.items() if q not in kept}
         costs, totals = cost_mod.op_costs(cost_mod.runtime_graph(f_run.compiled), f_times,
-                                          cost_mod.runtime_graph(i_run.compiled), i_times, live, fq_targets(current))
+                                          cost_mod.runtime_graph(i_run.compiled), i_times, live, fq_targets(current),
+                                          cost_mod.aliases(fp32, list(live)))
     finally:
         f_run.close()
         i_run.close()
