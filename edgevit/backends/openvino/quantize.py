@@ -43,6 +43,7 @@ PASS_THROUGH = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Conve
                           "StridedSlice", "Gather"})
 MODEL_TYPES = ("transformer", "none")
 PRESETS = ("performance", "mixed")
+BEFORE_LATENCY = "int8_without_latency_choices"  # the int8 timed beside the final one
 OPTION_KEYS = ("int8_ignore", "int8_force", "int8_cosine", "int8_search", "model_type", "rounds")
 
 
@@ -353,7 +354,8 @@ def quantize_openvino(
         for c in slow:
             kept[c.name] = _float_entry(c.name, c.op_type, "latency", int8_us=round(c.int8_us, 2),
                                         float_us=round(c.float_us, 2), nodes=c.int8_nodes)
-
+    else:
+        current = None
     # 5. final NNCF run with every float choice in its ignored scope, checked again
     final = q0
     if set(kept) != set(settings.ignore):
@@ -380,8 +382,27 @@ def quantize_openvino(
                        "budget_cosine_min": settings.cosine, "judged": settings.search}
 
     progress("int8: paired timing against fp32")
-    report.latency = _paired(ref_runner, int8_runner, images, batch, settings.rounds, threads)
-    ref_runner.close()
+    runners = {"fp32": ref_runner, "int8": int8_runner}
+    if current is not None and any(f["reason"] == "latency" for f in kept.values()):
+        runners[BEFORE_LATENCY] = _runner(current, threads, "int8")
+    report.latency = _paired(runners, images, batch, settings.rounds, threads)
+    gain = report.latency.get("latency_choices_gain")
+    if gain is not None and gain["p90"] < 1.0:  # the per-node choices made it slower end to end: undo them
+        progress("int8: NNCF quantization without the latency choices")
+        dropped = [k for k, f in kept.items() if f["reason"] == "latency"]
+        for k in dropped:
+            del kept[k]
+        report.float_ops = list(kept.values())
+        final = nncf_quantize(fp32, calib, batch=batch, preset=settings.preset, model_type=settings.model_type,
+                              ignored=sorted(kept))
+        int8_runner.close()
+        int8_runner = _runner(final, threads, "int8")
+        report.notes.append(f"the {len(dropped)} ops the per-node costs chose to keep float made int8 slower end to "
+                            f"end ({gain['median']:.2f}x, p10-p90 {gain['p10']:.2f}-{gain['p90']:.2f}); undone")
+        report.latency = {**_paired({"fp32": ref_runner, "int8": int8_runner}, images, batch, settings.rounds, threads),
+                          "undone_latency_choices": report.latency}
+    for r in runners.values():
+        r.close()
     int8_runner.close()
     sp = report.latency["speedup_vs_fp32"]
     if sp["p90"] < 1.0 and not settings.force:
@@ -415,12 +436,18 @@ def _slow_ops(fp32: Any, current: Any, x: np.ndarray, threads: int | None, qops:
     return [c for c in costs if c.delta_us > max(MARGIN_US, MARGIN_REL * c.float_us)]
 
 
-def _paired(fp32_runner: Any, int8_runner: Any, images: np.ndarray, batch: int, rounds: int,
+def _paired(runners: dict[str, Any], images: np.ndarray, batch: int, rounds: int,
             threads: int | None) -> dict[str, Any]:
+    """Interleaved end-to-end timing of fp32, int8 and (when given) int8 before the latency choices."""
     from edgevit.bench.paired import interleaved, speedup, summary
 
     x = images[:batch] if len(images) >= batch else np.repeat(images[:1], batch, axis=0)
-    s = interleaved({"fp32": fp32_runner, "int8": int8_runner}, x, rounds, warmup=5)
-    return {"rounds": rounds, "threads": threads, "batch": batch, "fp32": summary(s["fp32"]),
-            "int8": summary(s["int8"]), "speedup_vs_fp32": speedup(s["fp32"], s["int8"]),
-            "note": "interleaved in one process during export; a loaded machine moves both alike"}
+    s = interleaved(runners, x, rounds, warmup=5)
+    out: dict[str, Any] = {"rounds": rounds, "threads": threads, "batch": batch,
+                           **{k: summary(v) for k, v in s.items()},
+                           "speedup_vs_fp32": speedup(s["fp32"], s["int8"]),
+                           "note": "interleaved in one process during export; a loaded machine moves all alike"}
+    if BEFORE_LATENCY in s:
+        out[f"{BEFORE_LATENCY}_vs_fp32"] = speedup(s["fp32"], s[BEFORE_LATENCY])
+        out["latency_choices_gain"] = speedup(s[BEFORE_LATENCY], s["int8"])
+    return out
