@@ -73,6 +73,8 @@ def export_cmd(
             err_console.print(f"[bold yellow]WARNING:[/] {w.message}", highlight=False)
     if report.verification is not None:
         print_report(report.verification)
+    if summary := (report.info.get("export") or {}).get("int8_summary"):
+        console.print(summary, highlight=False)  # which ops stayed float and what int8 gained, in one line
     for note in report.warnings:
         if note.startswith("not verified"):
             err_console.print(f"[yellow]{note}[/]", highlight=False)

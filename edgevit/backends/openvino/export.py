@@ -47,6 +47,10 @@ def _check_options(req: ExportRequest) -> None:
         raise ConfigError("--calib-method is ONNX Runtime's; openvino int8 uses NNCF's own range estimators")
     if req.preset is not None and req.precision != "int8":
         raise ConfigError("--preset applies to --int8 only")
+    if req.precision == "int8":
+        from edgevit.backends.openvino.quantize import Int8Settings
+
+        Int8Settings.from_options(req.options, req.preset)  # bad int8 options fail before any work
 
 
 def _onnx_fp32(req: ExportRequest, path: Path) -> dict[str, Any]:

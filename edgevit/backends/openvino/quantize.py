@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,8 +36,7 @@ from edgevit.quantize.data import CalibrationSet
 COSINE_BUDGET = 0.995  # worst image, to OpenVINO fp32 (issue 18's budget on the real photos)
 MARGIN_US = 5.0  # an op stays int8 unless int8 costs this much more than float ...
 MARGIN_REL = 0.05  # ... and this fraction of its float cost (per-node counters are noisy)
-PROFILE_ROUNDS = 30
-TIMING_ROUNDS = 40
+TIMING_ROUNDS = 40  # paired rounds of the per-node profile and of the end-to-end timing (option `rounds`)
 MAX_FIXES = 12  # ops a search may keep float before giving up
 # ops a quantizer's value passes through unchanged on its way to the op that uses it
 PASS_THROUGH = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Convert", "Split", "VariadicSplit",
@@ -221,11 +221,13 @@ def signature(model: Any) -> dict[str, tuple[Any, ...]]:
 
 @contextlib.contextmanager
 def _quiet_nncf() -> Iterator[None]:
+    """NNCF logs at INFO and draws its progress bars on stdout: errors only, bars on stderr (scoped)."""
     log = logging.getLogger("nncf")
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
         log.setLevel(level)
 
@@ -350,7 +352,7 @@ def quantize_openvino(
         progress("int8: per-node costs")
         current = dequantize_ops(q0, set(kept) - set(settings.ignore))
         x = images[:batch] if len(images) >= batch else np.repeat(images[:1], batch, axis=0)
-        slow = _slow_ops(fp32, current, x, threads, qops, kept, report)
+        slow = _slow_ops(fp32, current, x, threads, qops, kept, report, settings.rounds)
         for c in slow:
             kept[c.name] = _float_entry(c.name, c.op_type, "latency", int8_us=round(c.int8_us, 2),
                                         float_us=round(c.float_us, 2), nodes=c.int8_nodes)
@@ -418,12 +420,12 @@ def quantize_openvino(
 
 
 def _slow_ops(fp32: Any, current: Any, x: np.ndarray, threads: int | None, qops: dict[str, str],
-              kept: dict[str, Any], report: Int8Report) -> list[cost_mod.OpCost]:
+              kept: dict[str, Any], report: Int8Report, rounds: int) -> list[cost_mod.OpCost]:
     """The quantized ops whose int8 form costs more than their float form (per-node counters)."""
     f_run = _runner(fp32, threads, "fp32", perf_count=True)
     i_run = _runner(current, threads, "int8", perf_count=True)
     try:
-        f_times, i_times = cost_mod.profile([f_run, i_run], x, PROFILE_ROUNDS)
+        f_times, i_times = cost_mod.profile([f_run, i_run], x, rounds)
         live = {q: t for q, t in qops.items() if q not in kept}
         costs, totals = cost_mod.op_costs(cost_mod.runtime_graph(f_run.compiled), f_times,
                                           cost_mod.runtime_graph(i_run.compiled), i_times, live, fq_targets(current),

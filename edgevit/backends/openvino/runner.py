@@ -145,7 +145,8 @@ class OpenVinoRunner(Runner):
 
     def inference_precision(self) -> str:
         """The precision the compiled model really computes in (the plugin's resolved property)."""
-        return str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        prop = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        return str(prop.get_type_name()) if hasattr(prop, "get_type_name") else str(prop)
 
     def close(self) -> None:
         self.request = None
