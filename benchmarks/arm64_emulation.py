@@ -83,7 +83,7 @@ class Check:
     precision: str
     passed: bool
     images: int
-    runtime: str = "onnxruntime"  # or "openvino" (an OpenVINO IR on both architectures)
+    backend: str = "onnxruntime"  # or "openvino" (an OpenVINO IR on both architectures)
     max_abs_err: float | None = None  # fp32: vs x86 ORT
     bound: float | None = None  # fp32: 1e-4 * max(1, max|x86|)
     max_abs_err_vs_torch: float | None = None  # fp32: arm64 ORT vs the PyTorch model
@@ -234,7 +234,7 @@ def run_openvino_checks(
     checks = [c for name in models for c in compare(name, x86, arm, torch_refs[name])]
     precisions = {k: v for r in results for k, v in r.info.get("inference_precision", {}).items()}
     for c in checks:
-        c.runtime = "openvino"
+        c.backend = "openvino"
         c.notes.append(f"guest inference precision {precisions.get(f'{c.model}-{c.precision}', '?')}")
     info = {**results[0].info, "inference_precision": precisions}
     return checks, info
@@ -284,7 +284,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Inputs: {report['images']} real photos (scikit-image), 224x224, batch 1.",
         "No timings: emulation is ~200x slower than a real CPU and says nothing about a board's speed.",
         "",
-        "| model | runtime | precision | weights | result | max abs err (arm64 vs x86) | bound "
+        "| model | backend | precision | weights | result | max abs err (arm64 vs x86) | bound "
         "| max abs err vs PyTorch | cosine min / mean (vs x86 int8) | top-1 agreement "
         "| int8 cosine vs fp32: arm64 / x86 | int8 top-1 vs fp32: arm64 / x86 | judged by |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -301,12 +301,12 @@ def markdown(report: dict[str, Any]) -> str:
         top1_fp32 = "" if c.get("top1_vs_fp32") is None else (
             f"{c['top1_vs_fp32']:.0%} / {f(c['top1_x86_vs_fp32'], '.0%')}")
         lines.append(
-            f"| {c['model']} | {c.get('runtime', 'onnxruntime')} | {c['precision']} | {report['weights'].get(c['model'], '')} | "
+            f"| {c['model']} | {c.get('backend', 'onnxruntime')} | {c['precision']} | {report['weights'].get(c['model'], '')} | "
             f"{'pass' if c['passed'] else 'FAIL'} | {f(c['max_abs_err'])} | {f(c['bound'])} | "
             f"{f(c['max_abs_err_vs_torch'])} | {cos} | {f(c['top1_agreement'], '.0%')} | "
             f"{vs_fp32} | {top1_fp32} | {c['judged_by']} |"
         )
-        notes += [f"- {c['model']} {c.get('runtime', 'onnxruntime')} {c['precision']}: {n}" for n in c["notes"]]
+        notes += [f"- {c['model']} {c.get('backend', 'onnxruntime')} {c['precision']}: {n}" for n in c["notes"]]
     lines += ["", *notes] if notes else []
     if img := report.get("image_check"):
         lines += ["", f"Image contents on arm64 ({img['wheels']} pinned wheels of "

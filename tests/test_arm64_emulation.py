@@ -98,7 +98,7 @@ def test_openvino_ir_matches_x86_openvino(report: dict) -> None:
     """The aarch64 OpenVINO wheel runs edgevit's IRs under qemu: fp32 within the conformance bound of
     x86 OpenVINO and of PyTorch, int8 cosine >= 0.999 to x86 OpenVINO int8, both computed in f32."""
     pytest.importorskip("openvino")
-    ov = [c for c in report["checks"] if c.get("runtime") == "openvino"]
+    ov = [c for c in report["checks"] if c.get("backend") == "openvino"]
     assert {c["precision"] for c in ov} == {"fp32", "int8"}, ov
     assert report["guest_openvino"]["machine"] == "aarch64"
     assert report["guest_openvino"]["openvino"] == report["host"]["openvino"]
