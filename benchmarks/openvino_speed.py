@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from _common import MEAN, STD, cosine_rows, save_fixture_checkpoint, write_report
 
-from edgevit.bench.paired import interleaved, speedup, summary  # noqa: E402
+from edgevit.bench.paired import interleaved, speedup, summary
 
 MODELS = ("fcaformer_l1", "cas_vit_xs", "cas_vit_s", "stvit_small")
 BASE = "naive_ort_fp32"
@@ -149,9 +148,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# ONNX Runtime vs OpenVINO, {env['cpu']['model']} ({env['threads']} threads, batch 1)",
         "",
-        f"ORT {env['onnxruntime']}, OpenVINO {env['openvino']}, torch {env['torch']}; {env['rounds']} paired rounds; "
-        f"load average {env['load_avg_at_start']} at start, {env['load_avg_at_end']} at end ({env['cores']} cores). "
-        f"ISA flags: {' '.join(env['cpu']['isa_flags'])}.",
+        (f"ORT {env['onnxruntime']}, OpenVINO {env['openvino']}, torch {env['torch']}; {env['rounds']} paired rounds; "
+         f"load average {env['load_avg_at_start']} at start, {env['load_avg_at_end']} at end ({env['cores']} cores). "
+         f"ISA flags: {' '.join(env['cpu']['isa_flags'])}."),
         "",
         "| model | variant | median ms | p10-p90 ms | vs naive ORT fp32 (p10-p90) | worst cosine vs PyTorch | computes in |",
         "|---|---|---:|---:|---|---:|---|",

@@ -61,14 +61,15 @@ def runtime_graph(compiled: Any) -> list[RuntimeNode]:
     nodes = []
     for op in compiled.get_runtime_model().get_ordered_ops():
         rt = op.get_rt_info()
-
-        def get(key: str) -> str:
-            return str(rt[key].astype(str)) if key in rt else ""
-
-        originals = tuple(n for n in get("originalLayersNames").split(",") if n)
+        originals = tuple(n for n in _rt_str(rt, "originalLayersNames").split(",") if n)
         consumers = tuple(t.get_node().get_friendly_name() for out in op.outputs() for t in out.get_target_inputs())
-        nodes.append(RuntimeNode(op.get_friendly_name(), get("layerType"), get("primitiveType"), originals, consumers))
+        nodes.append(RuntimeNode(op.get_friendly_name(), _rt_str(rt, "layerType"), _rt_str(rt, "primitiveType"),
+                                 originals, consumers))
     return nodes
+
+
+def _rt_str(rt: Any, key: str) -> str:
+    return str(rt[key].astype(str)) if key in rt else ""
 
 
 def profile(runners: Sequence[Any], x: np.ndarray, rounds: int, warmup: int = 5) -> list[dict[str, float]]:

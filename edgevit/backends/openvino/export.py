@@ -67,10 +67,10 @@ def _convert(onnx_path: Path) -> Any:
 
     try:
         model = ov.convert_model(str(onnx_path))
-    except Exception as exc:  # OpenVINO raises OpConversionFailure / RuntimeError with long texts
+    except Exception as exc:  # noqa: BLE001 - OpenVINO raises OpConversionFailure / RuntimeError / its own
         raise ExportError(f"openvino.convert_model failed: {str(exc).strip().splitlines()[0]}") from None
     rt = model.get_rt_info()
-    if "framework" in rt.keys():  # the ONNX file's metadata_props: edgevit's own section replaces them
+    if "framework" in rt:  # the ONNX file's metadata_props: edgevit's own section replaces them
         del rt["framework"]
     return model
 

@@ -249,7 +249,7 @@ def nncf_quantize(model: Any, calib: CalibrationSet, *, batch: int, preset: str,
                                  preset=getattr(nncf.QuantizationPreset, preset.upper()), **kwargs)
     except nncf.ValidationError as exc:
         raise ConfigError(f"int8_ignore: {str(exc).splitlines()[0]}") from None
-    except Exception as exc:  # NNCF raises its own and OpenVINO's types
+    except Exception as exc:  # noqa: BLE001 - NNCF raises its own and OpenVINO's types
         raise ExportError(f"NNCF quantization failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
 
 
@@ -269,7 +269,7 @@ class Int8Settings:
     rounds: int = TIMING_ROUNDS
 
     @classmethod
-    def from_options(cls, options: dict[str, Any], preset: str | None) -> "Int8Settings":
+    def from_options(cls, options: dict[str, Any], preset: str | None) -> Int8Settings:
         preset = preset or "performance"
         if preset not in PRESETS:
             raise ConfigError(f"openvino int8 preset must be one of {', '.join(PRESETS)}, not {preset!r}")
@@ -305,7 +305,7 @@ def quantize_openvino(
     if len(calib.calib) == 0:
         raise CalibrationError("no calibration images")
     report = Int8Report(nncf_version=nncf.__version__, preset=settings.preset, model_type=settings.model_type,
-                        calibration_images=int(len(calib.calib)), threads=threads)
+                        calibration_images=len(calib.calib), threads=threads)
     kept: dict[str, dict[str, Any]] = {}
     progress("NNCF quantization")
     q0 = nncf_quantize(fp32, calib, batch=batch, preset=settings.preset, model_type=settings.model_type,
@@ -378,7 +378,7 @@ def quantize_openvino(
     int8_runner = _runner(final, threads, "int8")
     out = run_images(int8_runner, images, batch)
     cos = cosine_rows(ref, out)
-    report.accuracy = {"reference": "OpenVINO fp32 (f32 inference precision)", "images": int(len(images)),
+    report.accuracy = {"reference": "OpenVINO fp32 (f32 inference precision)", "images": len(images),
                        "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
                        "top1_agreement": float((ref.argmax(1) == out.argmax(1)).mean()),
                        "budget_cosine_min": settings.cosine, "judged": settings.search}
