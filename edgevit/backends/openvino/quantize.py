@@ -38,6 +38,7 @@ MARGIN_US = 5.0  # an op stays int8 unless int8 costs this much more than float 
 MARGIN_REL = 0.05  # ... and this fraction of its float cost (per-node counters are noisy)
 TIMING_ROUNDS = 40  # paired rounds of the per-node profile and of the end-to-end timing (option `rounds`)
 MAX_FIXES = 12  # ops a search may keep float before giving up
+MAX_REQUANTIZE = 3
 # ops a quantizer's value passes through unchanged on its way to the op that uses it
 PASS_THROUGH = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Convert", "Split", "VariadicSplit",
                           "StridedSlice", "Gather"})
@@ -317,13 +318,19 @@ def quantize_openvino(
     names = list(qops)
 
     # 2. the plugin must compile it
-    if (err := _compile_error(q0, threads)) is not None:
-        progress("int8: finding the ops OpenVINO cannot compile quantized")
-        sig = signature(q0)
-        same = {n: [m for m in names if m != n and sig[m] == sig[n]] for n in names}
-        for op in keep_float_until(names, set(), lambda fl: _compile_error(dequantize_ops(q0, fl), threads) is not None,
-                                   "compilation", siblings=same.__getitem__, limit=len(names)):
-            kept[op] = _float_entry(op, qops[op], "compile", error=err)
+    def compile_fixes(model: Any, step: str) -> None:
+        """Keep float the ops of `model` whose quantization OpenVINO cannot compile (none if it compiles)."""
+        if (err := _compile_error(model, threads)) is None:
+            return
+        progress(f"int8: finding the ops OpenVINO cannot compile quantized ({step})")
+        ops = quantized_ops(model)
+        sig = signature(model)
+        same = {n: [m for m in ops if m != n and sig[m] == sig[n]] for n in ops}
+        for op in keep_float_until(list(ops), set(), lambda fl: _compile_error(dequantize_ops(model, fl), threads)
+                                   is not None, "compilation", siblings=same.__getitem__, limit=len(ops)):
+            kept[op] = _float_entry(op, ops[op], "compile", error=err, step=step)
+
+    compile_fixes(q0, "first quantization")
 
     # 3. accuracy budget against OpenVINO fp32
     ref_runner = _runner(fp32, threads, "fp32")
@@ -359,21 +366,27 @@ def quantize_openvino(
     else:
         current = None
     # 5. final NNCF run with every float choice in its ignored scope, checked again
-    final = q0
-    if set(kept) != set(settings.ignore):
-        progress("int8: NNCF quantization with the float ops in its ignored scope")
-        final = nncf_quantize(fp32, calib, batch=batch, preset=settings.preset, model_type=settings.model_type,
-                              ignored=sorted(kept))
-    if (err := _compile_error(final, threads)) is not None:
-        raise ExportError(f"int8: OpenVINO cannot compile the final quantized model: {err}")
-    if settings.search and worst_cosine(final) < settings.cosine:
-        progress("int8: accuracy budget after re-quantization")
-        fqops = quantized_ops(final)
-        for op in keep_float_until(list(fqops), set(), lambda fl: worst_cosine(dequantize_ops(final, fl)) < settings.cosine,
-                                   f"cosine >= {settings.cosine} after re-quantization"):
-            kept[op] = _float_entry(op, fqops[op], "accuracy", budget=settings.cosine, step="after re-quantization")
-        final = nncf_quantize(fp32, calib, batch=batch, preset=settings.preset, model_type=settings.model_type,
-                              ignored=sorted(kept))
+    def settle() -> Any:
+        """NNCF with `kept` as its ignored scope, repeated until it compiles and meets the budget (quantizer
+        placement moves when ops are ignored, so a new op can fail)."""
+        for attempt in range(MAX_REQUANTIZE):
+            progress("int8: NNCF quantization with the float ops in its ignored scope")
+            model = nncf_quantize(fp32, calib, batch=batch, preset=settings.preset, model_type=settings.model_type,
+                                  ignored=sorted(kept))
+            before = len(kept)
+            compile_fixes(model, f"re-quantization {attempt + 1}")
+            if len(kept) == before and settings.search and worst_cosine(model) < settings.cosine:
+                progress("int8: accuracy budget after re-quantization")
+                fq = quantized_ops(model)
+                for op in keep_float_until(list(fq), set(), lambda fl, m=model: worst_cosine(dequantize_ops(m, fl))
+                                           < settings.cosine, f"cosine >= {settings.cosine} after re-quantization"):
+                    kept[op] = _float_entry(op, fq[op], "accuracy", budget=settings.cosine,
+                                            step=f"re-quantization {attempt + 1}")
+            if len(kept) == before:
+                return model
+        raise ExportError(f"int8: still failing after {MAX_REQUANTIZE} re-quantizations (ops kept float: {len(kept)})")
+
+    final = q0 if set(kept) == set(settings.ignore) else settle()
     report.float_ops = list(kept.values())
     int8_runner = _runner(final, threads, "int8")
 
@@ -398,9 +411,8 @@ def quantize_openvino(
         dropped = [k for k, f in kept.items() if f["reason"] == "latency"]
         for k in dropped:
             del kept[k]
+        final = settle()
         report.float_ops = list(kept.values())
-        final = nncf_quantize(fp32, calib, batch=batch, preset=settings.preset, model_type=settings.model_type,
-                              ignored=sorted(kept))
         int8_runner.close()
         int8_runner = _runner(final, threads, "int8")
         report.accuracy = accuracy(int8_runner)
