@@ -82,7 +82,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for dist in ("edgevit", "numpy", "onnxruntime", "onnx", "torch", "ncnn", "executorch", "coremltools"):
+    for dist in ("edgevit", "numpy", "onnxruntime", "onnx", "torch", "ncnn", "executorch", "coremltools", "openvino"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
