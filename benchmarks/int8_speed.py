@@ -32,9 +32,9 @@ def naive_export(name: str, tmp: Path, calib: np.ndarray, checkpoint: Path | Non
     import torch
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-    from edgevit.export import build_reference
+    from edgevit.models import build_reference
 
-    model, _ = build_reference(name, checkpoint=checkpoint)
+    model = build_reference(name, checkpoint=checkpoint)
     fp32 = tmp / f"{name}_naive_fp32.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -69,7 +69,7 @@ def edgevit_export(name: str, tmp: Path, **kw: Any) -> dict[str, Path]:
 def bench_model(name: str, threads: int, rounds: int, weights: str = "fixture", **kw: Any) -> dict[str, Any]:
     import torch
 
-    from edgevit.export import build_reference
+    from edgevit.models import build_reference
     from edgevit.quantize.data import embedded_eval_images, from_embedded
 
     mean, std, size = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 224
@@ -78,7 +78,7 @@ def bench_model(name: str, threads: int, rounds: int, weights: str = "fixture", 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         checkpoint, source = save_fixture_checkpoint(name, tmp) if weights == "fixture" else (None, "random init")
-        model, _ = build_reference(name, checkpoint=checkpoint)
+        model = build_reference(name, checkpoint=checkpoint)
         with torch.no_grad():
             ref = model(torch.from_numpy(photos)).numpy()
         paths = {**naive_export(name, tmp, calib, checkpoint),

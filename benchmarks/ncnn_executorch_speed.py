@@ -2,9 +2,9 @@
 """Host latency of ncnn and ExecuTorch (XNNPACK) against ONNX Runtime, fp32 and int8 (a script, not a test).
 
 For each model (fcaformer_l1, cas_vit_xs, stvit_small by default) it exports, through `edgevit.export`
-(each artifact verified against PyTorch): ONNX fp32 + int8 (x86 preset), ncnn fp32 + fp16 (ncnn has no
-int8 here: its quantization tools are not on PyPI or in Debian bookworm), ExecuTorch fp32 + int8 (PT2E,
-XNNPACKQuantizer). Then every artifact runs in its own worker process (own runtime, own thread pool,
+(each artifact verified against PyTorch): ONNX fp32 + int8 (x86 preset), ncnn fp32 + fp16 + int8 (ncnn's
+int8 format written by edgevit; ncnn's x86 int8 kernels are not its ARM ones, so the ncnn int8 row says
+nothing about the Cortex-A17), ExecuTorch fp32 + int8 (PT2E, XNNPACKQuantizer). Then every artifact runs in its own worker process (own runtime, own thread pool,
 nothing shared), batch 1, `--threads` threads, and the parent interleaves them: each round asks every
 worker, in a rotating order, for a block of `--block` timed runs, so load from other processes hits all
 variants alike. Median and p90 of all timed runs per artifact, plus the machine's load average during
@@ -30,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from _common import DEFAULT_MODELS, save_fixture_checkpoint  # also puts the repository on sys.path
+from _common import DEFAULT_MODELS, save_fixture_checkpoint
 CASES = (  # (target, precision, runtime, suffix)
     ("onnx", "fp32", "onnxruntime", ".onnx"),
     ("onnx", "int8", "onnxruntime", ".onnx"),
     ("ncnn", "fp32", "ncnn", ".ncnn"),
     ("ncnn", "fp16", "ncnn", ".ncnn"),
+    ("ncnn", "int8", "ncnn", ".ncnn"),
     ("executorch", "fp32", "executorch", ".pte"),
     ("executorch", "int8", "executorch", ".pte"),
 )
@@ -48,7 +49,7 @@ VARIANTS = (("nopack", "ncnn/fp32", {"packing": False}),)
 
 def worker(runtime: str, artifact: str, threads: int, img_size: int, options: str = "{}") -> None:
     """Load one artifact, then answer `N` lines on stdin with N timings (ms, JSON list) on stdout."""
-    from edgevit.runtimes import open_runner
+    from edgevit.backends import open_runner
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 3, img_size, img_size)).astype(np.float32)
@@ -74,6 +75,7 @@ def worker(runtime: str, artifact: str, threads: int, img_size: int, options: st
 
 
 def export_all(models: list[str], workdir: Path, reuse: bool) -> tuple[dict[str, Path], dict[str, Any]]:
+    from edgevit.artifact import read_record
     from edgevit.export import export
 
     arts: dict[str, Path] = {}
@@ -90,17 +92,19 @@ def export_all(models: list[str], workdir: Path, reuse: bool) -> tuple[dict[str,
                     warnings.simplefilter("ignore")
                     export(name, target=target, precision=precision, output=out, checkpoint=ckpt,
                            preset="x86" if (target == "onnx" and precision == "int8") else None)
-            info = json.loads(side.read_text())
-            ver = info.get("verification") or {}
+            rec = read_record(out)
+            ver = rec.verification or {}
             o = (ver.get("outputs") or [{}])[0]
-            exp = info.get("export") or {}
+            exp = rec.export
             facts[key] = {
                 "weights": weights, "verified": ver.get("passed"), "cosine": o.get("cosine"),
                 "top1_agreement": o.get("top1_agreement"), "max_abs_error": o.get("max_abs_error"),
-                "size_mb": info.get("size_mb"),
+                "size_mb": round(rec.size_bytes / 1e6, 3),
                 **({"delegated_nodes": exp["delegated_nodes"], "non_delegated_nodes": exp["non_delegated_nodes"]}
                    if "delegated_nodes" in exp else {}),
                 **({"layers": exp["layers"]} if "layers" in exp else {}),
+                **({"int8_layers": exp["int8"]["int8_layer_count"], "int8_histogram": exp["int8"]["histogram"]}
+                   if "int8_layer_count" in (exp.get("int8") or {}) else {}),  # ncnn int8 only
             }
             arts[key] = out
         for suffix, case, _ in VARIANTS:
@@ -180,13 +184,16 @@ def markdown(report: dict[str, Any]) -> str:
         note = ""
         if "delegated_nodes" in f:
             note = f"XNNPACK {f['delegated_nodes']} nodes, {f['non_delegated_nodes']} outside"
+        elif "int8_layers" in f:
+            note = f"{f['layers']} ncnn layers, {f['int8_layers']} int8 (x86 int8 kernels, not ARM's)"
         elif "layers" in f:
             note = f"{f['layers']} ncnn layers"
         ratio = f"{s['median_ms'] / base:.2f}x" if base else ""
         cos = "" if f.get("cosine") is None else f"{f['cosine']:.5f}"
         lines.append(f"| {name} | {target} | {precision} | {s['median_ms']:.1f} | {s['p90_ms']:.1f} | "
                      f"{s['p10_ms']:.1f} | {ratio} | {f.get('verified')} | {cos} | {note} |")
-    lines += ["", "ncnn int8: not offered (ncnn2table/ncnn2int8 are not on PyPI or in Debian bookworm); "
+    lines += ["", "ncnn int8: ncnn's int8 format written by edgevit, run by ncnn's x86 int8 kernels (its ARM "
+              "int8 kernels are different code: this row says nothing about the Cortex-A17); "
               "ncnn fp16 = fp16 weight storage (x86 computes in fp32). ncnn fp32-nopack = the same fp32 "
               "artifact with `use_packing_layout` off (runner option packing=False).", ""]
     return "\n".join(lines)

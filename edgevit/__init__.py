@@ -5,7 +5,13 @@ create_model, list_models, load_checkpoint, deploy, export, verify, benchmark.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# ONNX Runtime 1.32 writes a device id and a telemetry database under ~/.cache/Microsoft and a session
+# file in $TMPDIR on every load (and warns when home is read-only), unless this is set before it loads.
+# A user who wants ORT's telemetry can set it to 0.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __version__ = "0.1.0"
 

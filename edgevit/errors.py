@@ -47,5 +47,23 @@ class VerificationError(EdgeVitError):
     """An artifact whose outputs do not match the PyTorch reference within its bound."""
 
 
+class OutputError(EdgeVitError):
+    """A file edgevit was asked to write cannot be written (full disk, read-only folder, bad path)."""
+
+
+class BenchFailure(EdgeVitError):
+    """Some benchmark cases failed; the others were measured and written."""
+
+
 class RegressionError(EdgeVitError):
-    """The latency gate found a regression."""
+    """The latency gate found a regression, or could not judge what it was asked to."""
+
+
+class RemoteError(EdgeVitError):
+    """A board that cannot be reached over SSH, refuses the key, lacks what a case needs, or whose
+    connection dropped; the message names the board and the fix."""
+
+
+class Int8NotFasterError(ExportError):
+    """int8 measured slower than fp32 (or no node faster in int8) on the target runtime: the export
+    refuses to ship it unless forced; the message gives the measured ratio and names the flag."""

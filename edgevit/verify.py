@@ -1,32 +1,30 @@
-"""Reference vs artifact, for any target: run both on real images and judge the artifact.
+"""Verification: run an artifact in its runtime and compare it with its PyTorch reference on real photos.
 
-Metrics per output (optimum's validate_model_outputs, Polygraphy's CompareFunc): max/mean abs error,
-relative error, error quantiles, cosine similarity, SQNR (dB), top-1 agreement. fp32 is judged by the
-conformance bound `1e-4 * max(1, max|ref|)` *and* a relative bound, because random-init FcaFormer
-logits are ~1e-19 and would pass any absolute bound (FIELD_NOTES); fp16/int8 by cosine and top-1
-agreement. A runtime missing here is never faked: the report says "not executed: <reason>" and keeps
-the static inspection.
+Every export calls this before it renames the artifact into place, and `edgevit verify` calls it again
+later from the artifact record alone: the reference model is rebuilt from the record (weights hash
+checked), the artifact's own sha256 is checked against the record, and the images are normalised with
+the preprocessing the record names. fp32 is held to the conformance bound; fp16 and int8 to cosine
+similarity and top-1 agreement (error quantiles and SQNR are reported too).
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgevit import progress
+from edgevit.artifact import ArtifactRecord, artifact_size, check_integrity, read_record
 from edgevit.errors import ConfigError, EdgeVitError, UnavailableError, VerificationError
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from edgevit.exporters.targets import Target
+    from edgevit.backends import Backend
 
 # Thresholds by precision. fp32: conformance bound (absolute, relative to max(1, max|ref|)) and a
-# relative bound that stays meaningful when logits are tiny. Others: cosine / top-1 agreement.
+# relative bound. Others: cosine / top-1 agreement (top-1 only judged with trained weights).
 FP32_ATOL = 1e-4
 FP32_RTOL = 1e-3
 THRESHOLDS: dict[str, dict[str, float]] = {
@@ -34,11 +32,8 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "fp16": {"cosine": 0.999, "top1_agreement": 0.9},
     "int8": {"cosine": 0.98, "top1_agreement": 0.8},
 }
-# Random weights (no checkpoint): int8 cannot be judged for accuracy, only for being the same network.
-# Random-init FcaFormer is degenerate (logits ~1e-20, FIELD_NOTES); its int8 reached mean cosine ~0.93
-# here, so the structural bar is 0.9 (a wrong graph scores near 0). Recorded in every report.
-RANDOM_WEIGHTS_INT8_COSINE = 0.9
 LATENCY_RUNS = 20
+BATCH_CHECK = 3  # a dynamic-batch artifact must really run this batch
 
 
 @dataclass
@@ -56,12 +51,13 @@ class OutputReport:
     cosine_min: float
     sqnr_db: float
     top1_agreement: float
+    nonfinite: int = 0  # NaN or inf values in the artifact's output
     failures: list[str] = field(default_factory=list)
 
 
 @dataclass
 class VerifyReport:
-    """Everything `verify` found; `as_dict()` is what the sidecar JSON stores."""
+    """Everything `verify` found; `as_dict()` is what the artifact record stores."""
 
     artifact: str
     target: str
@@ -73,7 +69,7 @@ class VerifyReport:
     outputs: list[OutputReport] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
     judged_top1: bool = True
-    size_mb: float = 0.0
+    size_bytes: int = 0
     inspection: dict[str, Any] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
     dynamic_batch_check: str = ""
@@ -88,49 +84,56 @@ class VerifyReport:
         return "passed" if self.passed else f"FAILED: {self.reason}"
 
 
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of `a` with the same row of `b` (float64; 1 where both are zero)."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    same = np.abs(a - b).max(axis=1) == 0
+    return np.where(den > 0, (a * b).sum(1) / np.where(den > 0, den, 1), np.where(same, 1.0, 0.0))
+
+
+def conformance_bound(ref: np.ndarray) -> float:
+    """The fp32 bound: FP32_ATOL * max(1, max|ref|) (the official-checkpoint conformance rule)."""
+    return FP32_ATOL * max(1.0, float(np.abs(ref).max()) if ref.size else 1.0)
+
+
 def compare(ref: np.ndarray, out: np.ndarray, name: str = "logits") -> OutputReport:
-    """All fidelity metrics of `out` against `ref` (both (N, C))."""
+    """All fidelity metrics of `out` against `ref` (both (N, C)); non-finite outputs are counted, not hidden."""
     ref = ref.astype(np.float64).reshape(len(ref), -1)
     out = out.astype(np.float64).reshape(len(out), -1)
+    nonfinite = int((~np.isfinite(out)).sum())
+    out = np.where(np.isfinite(out), out, 0.0)
     diff = np.abs(out - ref)
     max_ref = float(np.abs(ref).max()) if ref.size else 0.0
     scale = max_ref if max_ref > 0 else 1.0
-    num = (ref * out).sum(1)
-    den = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    cos = np.where(den > 0, num / np.where(den > 0, den, 1), np.where(diff.max(1) == 0, 1.0, 0.0))
-    noise = float((diff**2).sum())
-    signal = float((ref**2).sum())
+    cos = cosine_rows(ref, out)
+    noise, signal = float((diff**2).sum()), float((ref**2).sum())
     sqnr = float("inf") if noise == 0 else (10 * np.log10(signal / noise) if signal > 0 else float("-inf"))
     rel = diff / scale
     return OutputReport(
-        name=name,
-        images=len(ref),
-        max_abs_error=float(diff.max()),
-        mean_abs_error=float(diff.mean()),
-        max_abs_ref=max_ref,
-        relative_error=float(diff.max() / scale),
+        name=name, images=len(ref), max_abs_error=float(diff.max()), mean_abs_error=float(diff.mean()),
+        max_abs_ref=max_ref, relative_error=float(diff.max() / scale),
         error_quantiles={f"p{q}": float(np.quantile(rel, q / 100)) for q in (50, 90, 99)},
-        cosine=float(cos.mean()),
-        cosine_min=float(cos.min()),
-        sqnr_db=sqnr,
-        top1_agreement=float((ref.argmax(1) == out.argmax(1)).mean()),
+        cosine=float(cos.mean()), cosine_min=float(cos.min()), sqnr_db=sqnr,
+        top1_agreement=float((ref.argmax(1) == out.argmax(1)).mean()), nonfinite=nonfinite,
     )
 
 
-def thresholds_for(precision: str, *, random_weights: bool = False) -> dict[str, float]:
-    th = dict(THRESHOLDS.get(precision, THRESHOLDS["int8"]))
-    if random_weights and precision == "int8":
-        th["cosine"] = RANDOM_WEIGHTS_INT8_COSINE
-    return th
+def thresholds_for(precision: str) -> dict[str, float]:
+    return dict(THRESHOLDS.get(precision, THRESHOLDS["int8"]))
 
 
 def judge(rep: OutputReport, precision: str, *, judge_top1: bool = True,
           thresholds: dict[str, float] | None = None) -> list[str]:
-    """The failures of one output against the thresholds of its precision (empty when it passes).
+    """The failures of one output against its precision's thresholds (empty when it passes).
     fp32 is held to the per-image minimum cosine; fp16/int8 to the mean (the usual figure)."""
+    if rep.nonfinite:
+        return [f"the artifact's outputs hold {rep.nonfinite} NaN/inf values over {rep.images} images: "
+                "broken weights, an overflow in its precision, or a bad graph"]
     fails = []
     if precision == "fp32":
-        bound = FP32_ATOL * max(1.0, rep.max_abs_ref)
+        bound = FP32_ATOL * max(1.0, rep.max_abs_ref)  # conformance_bound, from the report's own max|ref|
         if rep.max_abs_error > bound:
             fails.append(f"max abs error {rep.max_abs_error:.3g} > conformance bound {bound:.3g}")
         if rep.relative_error > FP32_RTOL:
@@ -145,13 +148,13 @@ def judge(rep: OutputReport, precision: str, *, judge_top1: bool = True,
 
 
 def _run_batched(fn: Any, x: np.ndarray, batch: int) -> np.ndarray:
-    """Run `fn` over `x` in chunks of exactly `batch` (fixed-batch artifacts), padding the last one."""
+    """Run `fn` over `x` in chunks of exactly `batch` (fixed-batch artifacts), tiling the last one."""
     outs = []
     for i in range(0, len(x), batch):
         chunk = x[i : i + batch]
         n = len(chunk)
         if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+            chunk = np.resize(chunk, (batch, *chunk.shape[1:]))
         outs.append(np.asarray(fn(chunk))[:n])
     return np.concatenate(outs)
 
@@ -166,205 +169,183 @@ def _reference(model: "nn.Module") -> Any:
     return fn
 
 
-def _latency(runner: Any, x: np.ndarray, runs: int = LATENCY_RUNS) -> dict[str, float]:
-    for _ in range(3):
-        runner.infer(x)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter_ns()
-        runner.infer(x)
-        times.append((time.perf_counter_ns() - t) / 1e6)
-    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "runs": runs,
-            "batch": int(len(x))}
+def _latency(runner: Any, x: np.ndarray) -> dict[str, float]:
+    """A quick latency figure for the report (the protocol `edgevit bench` uses, with few runs)."""
+    from edgevit.bench.protocol import Protocol, measure, summarize
 
-
-def file_size_mb(path: Path) -> float:
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-    return path.stat().st_size / 1e6
-
-
-def sha256_of(path: Path) -> str:
-    """sha256 of a file, or of a directory's files in sorted order (e.g. .mlpackage)."""
-    h = hashlib.sha256()
-    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-def sidecar_path(artifact: Path) -> Path:
-    return artifact.with_name(artifact.name + ".json")
+    timing = measure(lambda: runner.infer(x), Protocol(warmup=3, warmup_seconds=0.0, runs=LATENCY_RUNS))
+    stats = summarize([ns / 1e6 for ns in timing.samples_ns])
+    return {"median": stats["median"], "p90": stats["p90"], "runs": LATENCY_RUNS, "batch": int(len(x))}
 
 
 def _input_batch(inspection: dict[str, Any], batch: int, dynamic: bool) -> tuple[int, bool]:
-    """Batch of the artifact input from static inspection when available, else from the sidecar."""
+    """Batch of the artifact input from static inspection when available, else from the record."""
     inputs = inspection.get("inputs") or {}
-    if inputs:
-        dim0 = next(iter(inputs.values()))[0] if next(iter(inputs.values())) else batch
+    shape = next(iter(inputs.values()), None) if inputs else None
+    if shape:
+        dim0 = shape[0]
         if isinstance(dim0, str) or dim0 in (0, -1):
             return batch, True
         return int(dim0), False
     return batch, dynamic
 
 
-def verify(
-    artifact: str | Path,
-    *,
-    reference_model: "nn.Module | None" = None,
-    images: np.ndarray | None = None,
-    data_info: dict[str, Any] | None = None,
-    precision: str | None = None,
-    target: str | None = None,
-    batch: int | None = None,
-    dynamic_batch: bool | None = None,
-    threads: int | None = 2,
-    calib_data: str | Path | None = None,
-    raise_on_failure: bool = False,
-) -> VerifyReport:
-    """Verify an artifact against its PyTorch reference on real images.
-
-    Missing arguments come from the sidecar `<artifact>.json`: the reference is rebuilt from its model
-    name and checkpoint (or the recorded random seed), images are the embedded photos plus the hold-out
-    of `calib_data` when given. With `raise_on_failure`, a failed comparison raises VerificationError.
-    """
-    from edgevit.exporters.targets import get_target, target_for_artifact
-    from edgevit.runtimes import open_runner
-
-    path = Path(artifact)
-    if not path.exists():
-        raise ConfigError(f"artifact not found: {path}")
-    side = _read_sidecar(path)
-    tgt: Target = get_target(target or side.get("target")) if (target or side.get("target")) else target_for_artifact(path)
-    precision = precision or side.get("precision") or "fp32"
-    batch = batch or int(side.get("batch") or 1)
-    dynamic_batch = bool(side.get("dynamic_batch")) if dynamic_batch is None else dynamic_batch
-
-    inspection: dict[str, Any] = {}
-    if tgt.inspect is not None:
+def _embedded_preprocessing(inspection: dict[str, Any]) -> dict[str, tuple[float, ...]]:
+    """mean/std the artifact carries in its own metadata (ONNX metadata_props, Core ML, .ptl, ncnn)."""
+    meta = inspection.get("metadata") or {}
+    out = {}
+    for key in ("mean", "std"):
+        value = meta.get(key, meta.get(f"edgevit.{key}"))
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
         try:
-            inspection = tgt.inspect(path)
-        except EdgeVitError as exc:
-            inspection = {"error": str(exc)}
-    batch, dynamic_batch = _input_batch(inspection, batch, dynamic_batch)
-    report = VerifyReport(
-        artifact=str(path), target=tgt.key, precision=precision, executed=False, passed=False,
-        thresholds=dict(THRESHOLDS.get(precision, {})), size_mb=round(file_size_mb(path), 3),
-        inspection=inspection,
-    )
-    if precision == "fp32":
-        report.thresholds.update({"conformance_atol": FP32_ATOL, "relative_error": FP32_RTOL})
-
-    if reference_model is None:
-        reference_model, random_weights = _rebuild_reference(side)
-    else:
-        random_weights = side.get("checkpoint", {}).get("path") == "random" if side else False
-    if images is None:
-        images, data_info = verification_images(side, calib_data)
-    report.data = dict(data_info or {"images": int(len(images))})
-    report.judged_top1 = not random_weights  # random logits are near-ties: argmax is noise
-    report.thresholds.update(thresholds_for(precision, random_weights=random_weights))
-    if random_weights:
-        report.data["note"] = ("random weights: top-1 agreement recorded, not judged; int8 cosine bar "
-                               f"{RANDOM_WEIGHTS_INT8_COSINE} (structure, not accuracy)")
-
-    if not tgt.runtime:
-        report.reason = f"target {tgt.key} has no runtime in edgevit"
-        return report
-    runner_options = dict((side.get("export") or {}).get("verify_runner_options") or {})
-    if runner_options:
-        report.data["runner_options"] = runner_options
-        report.data["runner_note"] = (side.get("export") or {}).get("verify_note", "")
-    try:
-        runner = open_runner(tgt.runtime, path, threads=threads, **runner_options)
-    except UnavailableError as exc:
-        report.reason = str(exc)
-        return report
-
-    with runner:
-        ref = _run_batched(_reference(reference_model), images, batch)
-        try:
-            out = _run_batched(runner.infer, images, batch)
-        except Exception as exc:
-            raise VerificationError(f"{path.name} failed to run in {tgt.runtime}: {str(exc).splitlines()[0]}") from None
-        report.executed = True
-        rep = compare(ref, out)
-        rep.failures = judge(rep, precision, judge_top1=report.judged_top1,
-                             thresholds=thresholds_for(precision, random_weights=random_weights))
-        report.outputs.append(rep)
-        if dynamic_batch:
-            report.dynamic_batch_check = _check_dynamic(runner, reference_model, images)
-            if not report.dynamic_batch_check.startswith("ok"):
-                rep.failures.append(report.dynamic_batch_check)
-        report.latency_ms = _latency(runner, images[:batch] if not dynamic_batch else images[:1])
-    failures = [f"{o.name}: {f}" for o in report.outputs for f in o.failures]
-    report.passed = not failures
-    report.reason = "; ".join(failures)
-    if raise_on_failure and not report.passed:
-        raise VerificationError(f"{path.name} ({precision}) does not match the PyTorch reference: {report.reason}")
-    return report
+            out[key] = tuple(round(float(v), 6) for v in value) if value is not None else None
+        except (TypeError, ValueError):
+            continue
+    return {k: v for k, v in out.items() if v}
 
 
-def _check_dynamic(runner: Any, model: "nn.Module", images: np.ndarray) -> str:
-    """A dynamic-batch artifact must really run batch 3 (FIELD_NOTES: exporters fix it silently)."""
-    x = np.concatenate([images[:3]] * 3)[:3]
-    try:
-        out = runner.infer(x)
-    except Exception as exc:
-        return f"dynamic batch: batch 3 fails to run: {str(exc).splitlines()[0]}"
-    ref = _reference(model)(x)
-    if out.shape != ref.shape:
-        return f"dynamic batch: batch 3 gives shape {out.shape}, expected {ref.shape}"
-    c = compare(ref, out)
-    return f"ok: batch 3 runs (cosine {c.cosine_min:.6f})"
+def _check_record(record: ArtifactRecord, inspection: dict[str, Any]) -> list[str]:
+    """The record must describe this artifact: the model and the preprocessing it carries itself."""
+    embedded = _embedded_preprocessing(inspection)
+    recorded = {"mean": tuple(round(float(v), 6) for v in record.input.mean),
+                "std": tuple(round(float(v), 6) for v in record.input.std)}
+    problems = [f"the sidecar's {k} {list(recorded[k])} is not the artifact's own {list(v)}"
+                for k, v in embedded.items() if v != recorded[k]]
+    meta = inspection.get("metadata") or {}
+    model = meta.get("model", meta.get("edgevit.model"))
+    if isinstance(model, str) and model and model != record.model:
+        problems.append(f"the sidecar names model {record.model!r}, the artifact was exported from {model!r}")
+    return problems
 
 
-def _read_sidecar(path: Path) -> dict[str, Any]:
-    side = sidecar_path(path)
-    if not side.exists():
-        return {}
-    try:
-        return json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read sidecar {side.name}: {exc}") from None
-
-
-def _rebuild_reference(side: dict[str, Any]) -> tuple["nn.Module", bool]:
-    """The PyTorch model the artifact came from, rebuilt from the sidecar (weights hash checked)."""
-    from edgevit.export import build_reference, state_dict_sha256
-
-    if not side.get("model"):
-        raise ConfigError("no sidecar JSON next to the artifact: pass the reference model to verify()")
-    ck = side.get("checkpoint", {})
-    model, random_weights = build_reference(
-        side["model"], checkpoint=None if ck.get("path") in (None, "random") else ck["path"],
-        img_size=side.get("img_size"), seed=int(ck.get("seed") or 0), num_classes=side.get("num_classes"),
-    )
-    want = ck.get("weights_sha256")
-    if want and state_dict_sha256(model) != want:
-        raise VerificationError(
-            "the rebuilt reference model has different weights than the exported one "
-            "(checkpoint changed, or a different edgevit/torch version initialises differently)"
-        )
-    return model, random_weights
-
-
-def verification_images(side: dict[str, Any], calib_data: str | Path | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Embedded real photos (centre crops) + the hold-out of a calibration folder when given."""
+def verification_images(record: ArtifactRecord, calib_data: str | Path | None = None
+                        ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Embedded real photos (centre crops, the record's preprocessing) + a calibration folder's hold-out."""
     from edgevit.quantize.data import embedded_eval_images, from_folder
 
-    size = int(side.get("img_size") or 224)
-    mean = tuple(side.get("mean") or (0.485, 0.456, 0.406))
-    std = tuple(side.get("std") or (0.229, 0.224, 0.225))
-    photos = embedded_eval_images(size, mean, std)
-    info: dict[str, Any] = {"embedded_photos": int(len(photos))}
+    mean, std = record.input.mean, record.input.std
+    photos = embedded_eval_images(record.img_size, mean, std)
+    info: dict[str, Any] = {"embedded_photos": int(len(photos)), "mean": list(mean), "std": list(std)}
     if calib_data is not None:
-        cs = from_folder(calib_data, img_size=size, mean=mean, std=std, samples=0, enforce_floor=False)
+        cs = from_folder(calib_data, img_size=record.img_size, mean=mean, std=std, samples=0, enforce_floor=False)
         info["holdout"] = {"source": cs.source, "images": int(len(cs.holdout))}
         photos = np.concatenate([cs.holdout, photos])
     info["images"] = int(len(photos))
     return photos, info
+
+
+def _inspect(backend: "Backend", path: Path) -> dict[str, Any]:
+    if backend.inspect is None:
+        return {}
+    try:
+        return backend.inspect(path)
+    except EdgeVitError as exc:
+        return {"error": str(exc)}
+
+
+def verify(
+    artifact: str | Path,
+    *,
+    record: ArtifactRecord | None = None,
+    reference_model: "nn.Module | None" = None,
+    images: np.ndarray | None = None,
+    data_info: dict[str, Any] | None = None,
+    threads: int | None = 2,
+    calib_data: str | Path | None = None,
+    raise_on_failure: bool = False,
+) -> VerifyReport:
+    """Verify an artifact against its PyTorch reference on real photos.
+
+    What is missing comes from the artifact record beside it: the reference is rebuilt from it, the
+    images use its preprocessing (plus the hold-out of `calib_data` when given). A record whose hash
+    does not match the artifact is a VerificationError. With `raise_on_failure`, so is a failed comparison.
+    """
+    from edgevit.backends import get_backend, open_runner
+
+    path = Path(artifact)
+    if not path.exists():
+        raise ConfigError(f"artifact not found: {path}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    record = record or read_record(path)
+    if record is None:
+        raise ConfigError(f"no sidecar {path.name}.json beside {path.name}: verify needs the record export wrote")
+    check_integrity(path, record)
+    backend = get_backend(record.target)
+    inspection = _inspect(backend, path)
+    batch, dynamic = _input_batch(inspection, record.batch, record.dynamic_batch)
+    report = VerifyReport(artifact=str(path), target=backend.key, precision=record.precision, executed=False,
+                          passed=False, thresholds=thresholds_for(record.precision),
+                          size_bytes=artifact_size(path), inspection=inspection, judged_top1=not record.random_weights)
+    if record.precision == "fp32":
+        report.thresholds.update({"conformance_atol": FP32_ATOL, "relative_error": FP32_RTOL})
+    mismatch = _check_record(record, inspection)
+    if mismatch:
+        raise VerificationError(f"{path.name}: " + "; ".join(mismatch))
+    if images is None:
+        images, data_info = verification_images(record, calib_data)
+    report.data = dict(data_info or {"images": int(len(images))})
+    if record.random_weights:
+        report.data["note"] = "seeded weights: top-1 agreement recorded, not judged (the labels mean nothing)"
+    if backend.runtime is None:
+        report.reason = f"target {backend.key} has no runtime in edgevit"
+        return report
+    options = dict(record.export.get("verify_runner_options") or {})
+    if options:
+        report.data |= {"runner_options": options, "runner_note": record.export.get("verify_note", "")}
+    try:
+        runner = open_runner(backend.runtime.key, path, threads=threads, **options)
+    except UnavailableError as exc:
+        report.reason = str(exc)
+        return report
+    with runner:
+        ref_model = reference_model if reference_model is not None else record.rebuild_reference()
+        _execute(report, runner, ref_model, images, batch, dynamic, path)
+    failures = [f"{o.name}: {f}" for o in report.outputs for f in o.failures]
+    report.passed = not failures
+    report.reason = "; ".join(failures)
+    if raise_on_failure and not report.passed:
+        raise VerificationError(f"{path.name} ({record.precision}) does not match the PyTorch reference: "
+                                f"{report.reason}")
+    return report
+
+
+def _execute(report: VerifyReport, runner: Any, ref_model: "nn.Module", images: np.ndarray, batch: int,
+             dynamic: bool, path: Path) -> None:
+    """Run reference and artifact over the images, judge, check a dynamic batch, take a quick latency."""
+    with progress.step(f"verify on {len(images)} images", total=2) as advance:
+        ref = _run_batched(_reference(ref_model), images, batch)
+        advance(1)
+        try:
+            out = _run_batched(runner.infer, images, batch)
+        except Exception as exc:
+            raise VerificationError(f"{path.name} failed to run in {report.target}'s runtime: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        advance(1)
+    report.executed = True
+    if not np.isfinite(ref).all():
+        raise VerificationError("the PyTorch reference itself gives NaN/inf logits: its weights are broken")
+    rep = compare(ref, out)
+    rep.failures = judge(rep, report.precision, judge_top1=report.judged_top1, thresholds=report.thresholds)
+    report.outputs.append(rep)
+    if dynamic:
+        report.dynamic_batch_check = _check_dynamic(runner, ref_model, images)
+        if not report.dynamic_batch_check.startswith("ok"):
+            rep.failures.append(report.dynamic_batch_check)
+    with progress.step("quick latency"):
+        x = np.resize(images, (1 if dynamic else batch, *images.shape[1:]))
+        report.latency_ms = _latency(runner, np.ascontiguousarray(x))
+
+
+def _check_dynamic(runner: Any, model: "nn.Module", images: np.ndarray) -> str:
+    """A dynamic-batch artifact must really run another batch (exporters fix it silently)."""
+    x = np.ascontiguousarray(np.resize(images, (BATCH_CHECK, *images.shape[1:])))
+    try:
+        out = runner.infer(x)
+    except Exception as exc:
+        return f"dynamic batch: batch {BATCH_CHECK} fails to run: {str(exc).splitlines()[0]}"
+    ref = _reference(model)(x)
+    if out.shape != ref.shape:
+        return f"dynamic batch: batch {BATCH_CHECK} gives shape {out.shape}, expected {ref.shape}"
+    return f"ok: batch {BATCH_CHECK} runs (cosine {compare(ref, out).cosine_min:.6f})"

@@ -1,6 +1,6 @@
 """Every model family's `tiny()` in deploy form, for target tests (TorchScript, Core ML, ...).
 
-FcaFormer/CabViT at their own random init collapse to logits ~1e-19 (layer scale 1e-6, FIELD_NOTES),
+FcaFormer/CabViT at their own random init collapse to logits ~1e-19 (layer scale 1e-6),
 which makes int8 comparisons meaningless; `lively=True` sets every layer-scale `gamma*` to 1 and
 re-estimates BatchNorm statistics on the embedded photos, so activations carry signal. The function
 computed is still the family's own architecture.

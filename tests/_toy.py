@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgevit.models import register_model
-from edgevit.models._registry import _MODELS
+from edgevit.models import list_models, register_model
 
 
 class _Attention(nn.Module):
@@ -63,7 +62,7 @@ class ToyViT(nn.Module):
         return self.head(x.mean(1))
 
 
-if "toy_vit" not in _MODELS:
+if "toy_vit" not in list_models("toy"):
 
     @register_model(family="toy", paper="test model", official=False, img_size=64, num_classes=10)
     def toy_vit(num_classes: int = 10, **_: object) -> nn.Module:
@@ -80,7 +79,7 @@ class BatchLockedViT(ToyViT):
         return self.head(x.mean(1))
 
 
-if "toy_batch_locked" not in _MODELS:
+if "toy_batch_locked" not in list_models("toy"):
 
     @register_model(family="toy", paper="test model", official=False, img_size=64, num_classes=10)
     def toy_batch_locked(num_classes: int = 10, **_: object) -> nn.Module:

@@ -1,9 +1,9 @@
 """Opt-in: edgevit's fp32 and int8 ONNX artifacts and OpenVINO IRs give the same outputs on arm64 as on x86.
 
-Runs benchmarks/arm64_emulation.py (aarch64 ONNX Runtime and OpenVINO in a Debian arm64 rootfs under
-qemu-aarch64-static) and checks its report: fp32 within the conformance bound of x86 and of the
-PyTorch model, int8 cosine >= 0.999 against x86 int8 on every image (for ONNX Runtime's arm64-preset
-int8: against fp32 instead where this x86 CPU lacks VNNI and its u8s8 kernels saturate; the
+Runs tests/emulation/arm64.py (`python -m tests.emulation.arm64`: aarch64 ONNX Runtime and OpenVINO in
+a Debian arm64 rootfs under qemu-aarch64-static) and checks its report: fp32 within the conformance bound
+of x86 and of the PyTorch model, int8 cosine >= 0.999 against x86 int8 on every image (for ONNX Runtime's
+arm64-preset int8: against fp32 instead where this x86 CPU lacks VNNI and its u8s8 kernels saturate; the
 reduce_range int8 always against x86 int8). OpenVINO IRs run with the host's CPU plugin properties
 (f32 inference precision). Takes minutes to hours (emulation is ~200x slower than native) and needs
 mmdebstrap + qemu-user-static, so it is deselected by default:
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from edgevit import emulation as emu
+from tests.emulation import harness as emu
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "arm64_emulation.py"
+MODULE = "tests.emulation.arm64"
 
 pytestmark = [pytest.mark.emulation, pytest.mark.slow]
 
@@ -38,7 +38,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     if missing:
         pytest.skip(f"{', '.join(missing)} missing: apt-get install mmdebstrap qemu-user-static")
     out = tmp_path_factory.mktemp("arm64")
-    cmd = [sys.executable, str(SCRIPT), "--json", str(out / "report.json"),
+    cmd = [sys.executable, "-m", MODULE, "--json", str(out / "report.json"),
            "--images", os.environ.get("EDGEVIT_EMU_IMAGES", "4"),
            "--jobs", os.environ.get("EDGEVIT_EMU_JOBS", "1"),
            "--workdir", str(out / "artifacts")]

@@ -1,8 +1,9 @@
 """Opt-in: edgevit's ncnn artifacts give the same outputs on armv7 (Cortex-A17 class) as on x86.
 
-Runs benchmarks/armv7_emulation.py (the armv7l ncnn wheel from PyPI in a Debian armhf rootfs under
+Runs tests/emulation/armv7.py (`python -m tests.emulation.armv7`) (the armv7l ncnn wheel from PyPI in a Debian armhf rootfs under
 `qemu-arm-static -cpu cortex-a15`) and checks its report: fp32 within the conformance bound of x86
-ncnn and of the PyTorch model on every image, fp16 cosine >= 0.999 against x86 ncnn. Takes many minutes
+ncnn and of the PyTorch model on every image, fp16 cosine >= 0.999 against x86 ncnn, int8 (edgevit's
+ncnn int8) cosine >= 0.995 to PyTorch with the int8 kernels really running on armv7. Takes many minutes
 (emulation is ~200x slower than native) and needs mmdebstrap + qemu-user-static, so it is deselected
 by default:
 
@@ -20,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from edgevit import emulation as emu
+from tests.emulation import harness as emu
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "armv7_emulation.py"
+MODULE = "tests.emulation.armv7"
 
 pytestmark = [pytest.mark.emulation, pytest.mark.slow]
 
@@ -36,7 +37,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     if missing:
         pytest.skip(f"{', '.join(missing)} missing: apt-get install mmdebstrap qemu-user-static")
     out = tmp_path_factory.mktemp("armv7")
-    cmd = [sys.executable, str(SCRIPT), "--json", str(out / "report.json"),
+    cmd = [sys.executable, "-m", MODULE, "--json", str(out / "report.json"),
            "--images", os.environ.get("EDGEVIT_EMU_IMAGES", "4"), "--workdir", str(out / "artifacts")]
     if models := os.environ.get("EDGEVIT_EMU_MODELS"):
         cmd += ["--models", *models.split()]
@@ -69,3 +70,15 @@ def test_fp16_close_to_x86(report: dict) -> None:
 def test_x86_exports_were_verified(report: dict) -> None:
     for key, v in report["x86_pipeline_verification"].items():
         assert v is None or v["passed"], (key, v)
+
+
+def test_int8_close_to_pytorch_and_really_int8(report: dict) -> None:
+    int8 = [c for c in report["checks"] if c["precision"] == "int8"]
+    assert int8
+    for c in int8:
+        assert c["passed"], c
+        assert c["cosine_min_vs_torch"] >= 0.995 and c["top1_agreement_vs_torch"] >= 0.8, c
+        assert c["cosine_min"] >= 0.999, c  # armv7 vs x86 ncnn int8
+        assert c["int8_layers"] and c["int8_layers"] > 0, c
+        if c["max_abs_diff_to_fp32"] is not None:  # the same model's fp32 ran too: int8 must differ from it
+            assert c["max_abs_diff_to_fp32"] > 0, c

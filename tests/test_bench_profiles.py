@@ -86,3 +86,19 @@ def test_missing_field_and_bad_yaml_and_name_mismatch(tmp_path):
 def test_unknown_profile_suggests():
     with pytest.raises(ConfigError, match="did you mean 'arm-a17'"):
         load_profile("arm-a17x")
+
+
+def test_profile_runtimes_are_the_registered_ones():
+    """The runtime list was kept by hand and had `torchscript` (no such runner) instead of
+    `torchscript-lite` (the real key); now it is the registry's."""
+    from edgevit.backends import runtimes
+
+    base = {"name": "board", "arch": "aarch64", "cpu": "Cortex-A76", "cores": 4, "threads": 4,
+            "precisions": ["fp32"]}
+    for key in runtimes():
+        assert validate_profile({**base, "runtime": key}, "board").runtime == key
+    assert validate_profile({**base, "runtime": "torchscript-lite"}, "board").runtime == "torchscript-lite"
+    with pytest.raises(ConfigError, match="runtime 'torchscript' is not one of .*torchscript-lite"):
+        validate_profile({**base, "runtime": "torchscript"}, "board")
+    with pytest.raises(ConfigError, match="fallback runtime 'tflite'"):
+        validate_profile({**base, "runtime": "onnxruntime", "fallback_runtimes": ["tflite"]}, "board")

@@ -80,7 +80,7 @@ def test_plot(result, tmp_path):
 def test_foreign_profile_is_labelled_and_strict_refuses(tiny_onnx, tmp_path):
     res = benchmark([tiny_onnx], profile="arm-a17", threads=1, cache_root=tmp_path, **FAST)
     assert not res.setup["on_device"] and res.setup["profile"] == "arm-a17"
-    assert any("NOT a arm-a17" in w for w in res.setup["warnings"])
+    assert any("not the arm-a17 device" in w for w in res.setup["warnings"])
     assert "not a arm-a17" in to_markdown(res)
     with pytest.raises(ConfigError, match="--strict refuses"):
         benchmark([tiny_onnx], profile="arm-a17", strict=True, cache_root=tmp_path, **FAST)

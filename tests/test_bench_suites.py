@@ -79,7 +79,7 @@ def test_suite_overrides_device_threads_and_runtime(suite: Path, tmp_path: Path)
     res = CliRunner().invoke(app, ["bench", "--suite", str(suite), "--device", "arm-a17", "--runtime", "onnxruntime",
                                    "--json", str(out)])
     assert res.exit_code == 0, res.output
-    assert "NOT a arm-a17" in res.output
+    assert "not the arm-a17 device" in res.output
     cases = _cases(out)
     assert {c["case"]["threads"] for c in cases} == {4}
     assert {c["case"]["runtime"] for c in cases} == {"onnxruntime"}
@@ -87,3 +87,36 @@ def test_suite_overrides_device_threads_and_runtime(suite: Path, tmp_path: Path)
                                    "--threads", "2", "--json", str(out)])
     assert res.exit_code == 0, res.output
     assert {c["case"]["threads"] for c in _cases(out)} == {2}
+
+
+def test_explicit_device_host_overrides_the_suites_profile(suite: Path, tmp_path: Path) -> None:
+    """The CLI used to turn `--device host` into "no device", so a suite's own profile won."""
+    a17_suite = suite.with_name("a17.yaml")
+    a17_suite.write_text(suite.read_text().replace("profile: host", "profile: arm-a17"))
+    out = tmp_path / "res.json"
+    res = CliRunner().invoke(app, ["bench", "--suite", str(a17_suite), "--runtime", "onnxruntime",
+                                   "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["setup"]["profile"] == "arm-a17"
+    res = CliRunner().invoke(app, ["bench", "--suite", str(a17_suite), "--device", "host", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["setup"]["profile"] == "host"
+
+
+def test_cli_protocol_options_override_only_what_they_name(suite: Path, tmp_path: Path) -> None:
+    """Whether --warmup was given used to be guessed by comparing it with its literal default."""
+    out = tmp_path / "res.json"
+    res = CliRunner().invoke(app, ["bench", "--suite", str(suite), "--runs", "7", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    proto = json.loads(out.read_text())["setup"]["protocol"]
+    assert proto["runs"] == 7 and proto["warmup"] == 1 and proto["warmup_seconds"] == 0.0  # the rest: the suite's
+    res = CliRunner().invoke(app, ["bench", "--suite", str(suite), "--warmup", "5", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    proto = json.loads(out.read_text())["setup"]["protocol"]
+    assert proto["warmup"] == 5 and proto["runs"] == 3  # an explicit 5 (the old literal default) is honoured
+
+
+def test_shipped_suites_are_found_by_name() -> None:
+    assert load_suite("smoke").name == "smoke" and load_suite("benchmarks/suites/paper.yaml").name == "paper"
+    with pytest.raises(ConfigError, match="paper, smoke"):
+        load_suite("nosuch")

@@ -6,20 +6,19 @@ import sys
 
 from typer.testing import CliRunner
 
+from edgevit.backends import backends, runtimes
 from edgevit.cli import app
-from edgevit.exporters.targets import targets
-from edgevit.runtimes.base import runtimes
 
 
 def _doctor_json() -> dict:
     res = CliRunner().invoke(app, ["doctor", "--json"])
     assert res.exit_code == 0, res.output
-    return json.loads(res.output)
+    return json.loads(res.stdout)
 
 
 def test_lists_every_target_and_runtime_from_the_tables():
     data = _doctor_json()
-    assert [r["target"] for r in data["targets"]] == list(targets())
+    assert [r["target"] for r in data["targets"]] == list(backends())
     assert [r["runtime"] for r in data["runtimes"]] == list(runtimes())
     for row in data["targets"] + data["runtimes"]:
         assert isinstance(row["available"], bool)
@@ -45,7 +44,7 @@ def test_rows_agree_with_the_probes():
 def test_table_output_names_every_target():
     res = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    for key in targets():
+    for key in backends():
         assert key in res.output
     if "edgevit[tensorrt]" in runtimes()["tensorrt"].probe().reason:
         assert "edgevit[tensorrt]" in res.output  # Rich markup must not eat the [extra]

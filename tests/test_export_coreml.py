@@ -15,15 +15,15 @@ from typer.testing import CliRunner
 import tests._toy  # noqa: F401  registers toy_vit
 from edgevit.cli import app
 from edgevit.errors import ConfigError
-from edgevit.exporters.targets import ExportRequest, get_target
-from edgevit.runtimes import get_runtime
+from edgevit.backends import ExportRequest, get_backend
+from edgevit.backends import get_runtime
 from tests._families import FAMILIES, IMG, MEAN, STD, images, reference, tiny_deployed
 
 pytest.importorskip("coremltools", reason="coremltools is not installed: pip install 'edgevit[coreml]'")
 
-from edgevit.exporters.coreml import check_mlpackage, inspect_mlpackage, op_supported  # noqa: E402
+from edgevit.backends.coreml.export import check_mlpackage, inspect_mlpackage, op_supported  # noqa: E402
 
-TARGET = get_target("coreml")
+TARGET = get_backend("coreml")
 COREML_RUNTIME = get_runtime("coreml").probe()
 
 
@@ -41,7 +41,7 @@ def fp16_packages(tmp_path_factory):
     for fam in FAMILIES:
         model = tiny_deployed(fam)
         req = _request(model, root / f"{fam}.mlpackage", "fp16")
-        out[fam] = (req, TARGET.exporter(req), model)
+        out[fam] = (req, TARGET.export(req), model)
     return out
 
 
@@ -79,7 +79,7 @@ def test_static_check_catches_wrong_preprocessing(fp16_packages):
 
 
 def test_fp32_on_request(tmp_path):
-    res = TARGET.exporter(_request(tiny_deployed("cabvit"), tmp_path / "c.mlpackage", "fp32"))
+    res = TARGET.export(_request(tiny_deployed("cabvit"), tmp_path / "c.mlpackage", "fp32"))
     rep = inspect_mlpackage(res.artifact)
     assert res.metadata["compute_precision"] == "fp32" and "cast" not in rep["op_histogram"]
     assert rep["unsupported_ops"] == []
@@ -87,7 +87,7 @@ def test_fp32_on_request(tmp_path):
 
 def test_int8_weights_only(tmp_path):
     req = _request(tiny_deployed("fcaformer"), tmp_path / "f.mlpackage", "int8", options={"coreml_int8": "w8"})
-    res = TARGET.exporter(req)
+    res = TARGET.export(req)
     rep = inspect_mlpackage(res.artifact)
     assert res.metadata["int8_mode"] == "w8" and res.metadata["activation_quantization"] is False
     assert rep["op_histogram"].get("constexpr_affine_dequantize", 0) > 0
@@ -118,7 +118,7 @@ def _calib():
 def test_int8_w8a8_calibrated_on_images(tmp_path):
     torch.manual_seed(0)
     req = _request(_Small().eval(), tmp_path / "s.mlpackage", "int8", calib=_calib(), options={"coreml_int8": "w8a8"})
-    res = TARGET.exporter(req)
+    res = TARGET.export(req)
     rep = inspect_mlpackage(res.artifact)
     assert res.metadata["int8_mode"] == "w8a8" and res.metadata["activation_quantization"] is True
     assert rep["deployment_target"] == "iOS17" and rep["unsupported_ops"] == []
@@ -134,7 +134,7 @@ def test_int8_w8a8_calibrated_on_images(tmp_path):
 def test_family_int8_auto_reports_w8a8_or_why_not(family, tmp_path):
     """W8A8 converts for CAS-ViT; the others fall back to weight-only with the reason recorded."""
     req = _request(tiny_deployed(family), tmp_path / f"{family}.mlpackage", "int8", calib=_calib())
-    res = TARGET.exporter(req)
+    res = TARGET.export(req)
     assert res.metadata["int8_mode"] in ("w8a8", "w8")
     if res.metadata["int8_mode"] == "w8":
         assert "fell back to weight-only" in res.metadata["w8a8_fallback"]
@@ -143,13 +143,13 @@ def test_family_int8_auto_reports_w8a8_or_why_not(family, tmp_path):
 
 def test_w8a8_without_images_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="calibration images"):
-        TARGET.exporter(_request(_Small().eval(), tmp_path / "s.mlpackage", "int8", options={"coreml_int8": "w8a8"}))
+        TARGET.export(_request(_Small().eval(), tmp_path / "s.mlpackage", "int8", options={"coreml_int8": "w8a8"}))
     assert not (tmp_path / "s.mlpackage").exists()
 
 
 def test_unknown_deployment_target_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="deployment target"):
-        TARGET.exporter(_request(_Small().eval(), tmp_path / "s.mlpackage", "fp16",
+        TARGET.export(_request(_Small().eval(), tmp_path / "s.mlpackage", "fp16",
                                  options={"deployment_target": "iOS99"}))
     assert not (tmp_path / "s.mlpackage").exists()
 
@@ -157,7 +157,7 @@ def test_unknown_deployment_target_is_a_clear_error(tmp_path):
 @pytest.mark.skipif(not COREML_RUNTIME.available, reason=COREML_RUNTIME.reason)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_predicts_like_pytorch_on_macos(family, fp16_packages):  # pragma: no cover - macOS only
-    from edgevit.runtimes import open_runner
+    from edgevit.backends import open_runner
 
     _, res, model = fp16_packages[family]
     x = images(4)

@@ -12,10 +12,10 @@ from torch import nn
 
 pytest.importorskip("executorch")
 
-from edgevit.exporters.executorch import export_executorch, inspect_pte  # noqa: E402
-from edgevit.exporters.targets import ExportRequest, get_target  # noqa: E402
+from edgevit.backends.executorch.export import export_executorch, inspect_pte  # noqa: E402
+from edgevit.backends import ExportRequest, get_backend  # noqa: E402
 from edgevit.rewrite import deploy  # noqa: E402
-from edgevit.runtimes import open_runner  # noqa: E402
+from edgevit.backends import open_runner  # noqa: E402
 from edgevit.verify import compare, judge  # noqa: E402
 
 # XNNPACK lowering is slow (CPU seconds on an idle core, measured: fcaformer ~70, stvit ~45, casvit ~15,
@@ -56,8 +56,8 @@ def test_family_fp32_matches_pytorch(family: str, tmp_out: Path) -> None:
 
 
 def test_targets_row() -> None:
-    t = get_target("executorch")
-    assert t.suffix == ".pte" and t.runtime == "executorch" and "int8" in t.precisions
+    t = get_backend("executorch")
+    assert t.suffix == ".pte" and t.runtime.key == "executorch" and "int8" in t.precisions
     assert "XNNPACKQuantizer" in t.int8
 
 

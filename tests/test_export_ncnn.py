@@ -15,10 +15,11 @@ pytest.importorskip("ncnn")
 pytest.importorskip("pnnx")
 
 from edgevit.errors import ExportError  # noqa: E402
-from edgevit.exporters.ncnn import export_ncnn, inspect_ncnn, layer_histogram  # noqa: E402
-from edgevit.exporters.targets import ExportRequest, get_target  # noqa: E402
+from edgevit.backends.ncnn.export import export_ncnn
+from edgevit.backends.ncnn.param import inspect_ncnn, layer_histogram  # noqa: E402
+from edgevit.backends import ExportRequest, get_backend  # noqa: E402
 from edgevit.rewrite import deploy  # noqa: E402
-from edgevit.runtimes import open_runner  # noqa: E402
+from edgevit.backends import open_runner  # noqa: E402
 from edgevit.verify import compare, judge  # noqa: E402
 
 FAMILIES = ["fcaformer", "cabvit", "casvit", "stvit"]
@@ -104,9 +105,9 @@ def test_rank5_reshape_fails_loudly(tmp_out: Path) -> None:
 
 
 def test_targets_row() -> None:
-    t = get_target("ncnn")
-    assert t.precisions == ("fp32", "fp16") and "ncnn2table" in t.int8
-    assert t.runtime == "ncnn" and t.suffix == ".ncnn" and not t.dynamic_batch
+    t = get_backend("ncnn")
+    assert t.precisions == ("fp32", "fp16", "int8") and "ncnn2table" in t.int8
+    assert t.runtime.key == "ncnn" and t.suffix == ".ncnn" and not t.dynamic_batch
 
 
 def test_pipeline_writes_directory_artifact(tmp_out: Path) -> None:

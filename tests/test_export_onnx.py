@@ -11,7 +11,8 @@ import torch
 
 import tests._toy  # noqa: F401  registers toy_vit
 from edgevit.errors import ConfigError, ExportError
-from edgevit.export import RandomWeightsWarning, build_reference, export
+from edgevit.export import RandomWeightsWarning, export
+from edgevit.models import build_reference
 
 
 def _export(**kw):
@@ -31,7 +32,7 @@ def test_fp32_dynamic_matches_pytorch_at_batch_3(dyn):
 
     from edgevit.quantize.data import embedded_eval_images
 
-    model, _ = build_reference("toy_vit")
+    model = build_reference("toy_vit")
     x = embedded_eval_images(64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))[:3]
     sess = ort.InferenceSession(str(dyn.artifact))
     assert sess.get_inputs()[0].shape[0] == "batch"
@@ -46,15 +47,17 @@ def test_fp32_dynamic_matches_pytorch_at_batch_3(dyn):
 def test_sidecar_and_metadata_record_preprocessing_and_provenance(dyn):
     import onnx
 
-    from edgevit.verify import sha256_of
+    from edgevit.artifact import artifact_sha256
 
     side = json.loads(dyn.sidecar.read_text())
     assert side["model"] == "toy_vit" and side["target"] == "onnx" and side["precision"] == "fp32"
     assert side["img_size"] == 64 and side["dynamic_batch"] is True
     assert side["input"]["mean"] == [0.485, 0.456, 0.406]
-    assert side["sha256"] == sha256_of(dyn.artifact)
-    assert side["checkpoint"]["path"] == "random" and side["checkpoint"]["seed"] == 0
-    assert any("RANDOM" in w for w in side["warnings"])
+    assert side["sha256"] == artifact_sha256(dyn.artifact) and side["schema"] == "edgevit.artifact/2"
+    assert side["weights"]["kind"] == "seeded" and side["weights"]["seed"] == 0
+    assert side["weights"]["init"] == "seeded-v1" and len(side["weights"]["state_sha256"]) == 64
+    assert side["params"] > 0 and side["macs"] > 0 and side["size_bytes"] == dyn.artifact.stat().st_size
+    assert any("seeded" in w for w in side["warnings"])
     assert {"edgevit", "torch", "onnxruntime"} <= set(side["versions"])
     assert side["verification"]["passed"] and side["verification"]["executed"]
     meta = {p.key: p.value for p in onnx.load(str(dyn.artifact)).metadata_props}
@@ -65,7 +68,7 @@ def test_sidecar_and_metadata_record_preprocessing_and_provenance(dyn):
 
 
 def test_random_weights_warn_loudly(tmp_out):
-    with pytest.warns(RandomWeightsWarning, match="meaningless"):
+    with pytest.warns(RandomWeightsWarning, match="accuracy means nothing"):
         export("toy_vit", output=tmp_out / "t.onnx", verify=False)
 
 
@@ -73,7 +76,7 @@ def test_fixed_batch_and_torchscript_exporter(tmp_out):
     rep = _export(output=tmp_out / "b2.onnx", batch=2, options={"exporter": "torchscript"})
     assert rep.verification.passed
     assert rep.verification.inspection["inputs"]["input"] == [2, 3, 64, 64]
-    assert rep.info["export"]["exporter"] == "torchscript"
+    assert rep.record.export["exporter"] == "torchscript"
 
 
 def test_fp16_keeps_float32_io_and_layernorm(tmp_out):
@@ -104,7 +107,7 @@ def test_int8_export_verifies_by_cosine(tmp_out):
 
 
 def test_exporter_that_fixes_the_batch_is_caught(tmp_out):
-    """FIELD_NOTES: the dynamo exporter silently re-exports with batch 1; we refuse to call it dynamic."""
+    """The dynamo exporter silently re-exports with batch 1; we refuse to call it dynamic."""
     with warnings.catch_warnings(), pytest.raises(ExportError, match="fixed the batch"):
         warnings.simplefilter("ignore", RandomWeightsWarning)
         export("toy_batch_locked", output=tmp_out / "d.onnx", dynamic_batch=True)

@@ -15,19 +15,19 @@ from typer.testing import CliRunner
 import tests._toy  # noqa: F401  registers toy_vit
 from edgevit.cli import app
 from edgevit.errors import ExportError, UnavailableError
-from edgevit.exporters.targets import ExportRequest, get_target
-from edgevit.exporters.torchscript import inspect_ptl, read_extra, xnnpack_available
-from edgevit.runtimes import open_runner
+from edgevit.backends import ExportRequest, get_backend
+from edgevit.backends.torchscript.export import inspect_ptl, read_extra, xnnpack_available
+from edgevit.backends import open_runner
 from tests._families import FAMILIES, IMG, cosine_min, images, reference, tiny_deployed
 
-TARGET = get_target("torchscript")
+TARGET = get_backend("torchscript")
 
 
 def _export(model: nn.Module, out: Path, precision: str = "fp32", **options: object) -> dict:
     x = torch.from_numpy(images(1))
     req = ExportRequest(model_name="m", model=model, example=x, output=out, precision=precision,
                         img_size=int(x.shape[-1]), options=dict(options))
-    res = TARGET.exporter(req)
+    res = TARGET.export(req)
     assert res.artifact == out and out.is_file()
     return res.metadata
 
@@ -84,7 +84,7 @@ def test_official_checkpoint_conforms_through_ptl(tmp_path):
     x = reference_input(name, 1)
     req = ExportRequest(model_name=name, model=model, example=x, output=tmp_path / "xs.ptl",
                         img_size=int(x.shape[-1]))
-    TARGET.exporter(req)
+    TARGET.export(req)
     with open_runner("torchscript-lite", tmp_path / "xs.ptl", threads=2) as r:
         assert_conforms(name, r.infer(x.numpy()))
 

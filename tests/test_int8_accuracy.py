@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgevit.models import register_model
-from edgevit.models._registry import _MODELS
+from edgevit.models import list_models, register_model
 from edgevit.quantize.data import center_crop, normalize
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -28,7 +27,7 @@ RESULTS: dict[str, dict[str, float]] = {}
 def _register(family: str) -> str:
     """Register the family's tiny() under digits_<family> so the pipeline can build it by name."""
     name = f"digits_{family}"
-    if name not in _MODELS:
+    if name not in list_models("digits"):
         tiny = importlib.import_module(f"edgevit.models.{family}").tiny
 
         def factory(num_classes: int = 10, img_size: int = SIZE, **_: object) -> torch.nn.Module:
@@ -97,13 +96,14 @@ def _accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_int8_top1_within_one_point_of_fp32(family, digits, tmp_path):
-    from edgevit.export import build_reference, export
+    from edgevit.export import export
+    from edgevit.models import MODEL_INIT, build_reference
 
     module = importlib.import_module(f"edgevit.models.{family}")
     if not hasattr(module, "tiny"):
         pytest.skip(f"{family} has no tiny()")
     name = _register(family)
-    model, _ = build_reference(name)
+    model = build_reference(name, init=MODEL_INIT).train()  # trained from the family's own init
     t0 = time.perf_counter()
     steps = _train(model, digits["x_train"], digits["y_train"])
     train_s = time.perf_counter() - t0

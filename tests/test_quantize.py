@@ -116,7 +116,7 @@ def test_qdq_quantizes_only_conv_matmul_gemm_with_per_channel_weights(toy_fp32, 
     import onnx
     from onnx import numpy_helper
 
-    from edgevit.quantize.onnx_static import quantize_onnx
+    from edgevit.backends.onnx.quantize import quantize_onnx
 
     out = tmp_path / "int8.onnx"
     rep = quantize_onnx(toy_fp32, out, calib, preset="x86")
@@ -145,7 +145,7 @@ def test_tensorrt_preset_is_symmetric_s8_without_ort_ops(toy_fp32, calib, tmp_pa
     import onnx
     from onnx import TensorProto, numpy_helper
 
-    from edgevit.quantize.onnx_static import quantize_onnx
+    from edgevit.backends.onnx.quantize import quantize_onnx
 
     out = tmp_path / "trt.onnx"
     quantize_onnx(toy_fp32, out, calib, preset="tensorrt")
@@ -163,7 +163,7 @@ def test_tensorrt_preset_is_symmetric_s8_without_ort_ops(toy_fp32, calib, tmp_pa
 def test_histogram_calibration_methods_produce_runnable_models(toy_fp32, calib, tmp_path, method):
     import onnxruntime as ort
 
-    from edgevit.quantize.onnx_static import quantize_onnx
+    from edgevit.backends.onnx.quantize import quantize_onnx
 
     out = tmp_path / f"{method}.onnx"
     quantize_onnx(toy_fp32, out, calib, method=method)
@@ -172,7 +172,7 @@ def test_histogram_calibration_methods_produce_runnable_models(toy_fp32, calib, 
 
 
 def test_unknown_method_and_preset_are_config_errors(toy_fp32, calib, tmp_path):
-    from edgevit.quantize.onnx_static import quantize_onnx
+    from edgevit.backends.onnx.quantize import quantize_onnx
 
     with pytest.raises(ConfigError):
         quantize_onnx(toy_fp32, tmp_path / "x.onnx", calib, method="kl")
@@ -185,7 +185,7 @@ def test_cpu_presets_keep_projection_outputs_and_attention_matmuls_float(toy_fp3
     before the float LayerNorm/GELU/Add that follows), and activation x activation MatMuls stay float."""
     import onnx
 
-    from edgevit.quantize.onnx_static import quantize_onnx
+    from edgevit.backends.onnx.quantize import quantize_onnx
 
     for preset in ("x86", "arm64"):
         out = tmp_path / f"{preset}.onnx"
@@ -208,7 +208,7 @@ def test_x86_preset_keeps_depthwise_convs_float(calib, tmp_path):
     import torch
     from torch import nn
 
-    from edgevit.quantize.onnx_static import depthwise_convs, quantize_onnx
+    from edgevit.backends.onnx.quantize import depthwise_convs, quantize_onnx
 
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
                         nn.Conv2d(8, 4, 1)).eval()

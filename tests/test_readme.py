@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from edgevit.exporters.matrix import MATRIX_END, MATRIX_START, support_matrix_markdown
+from edgevit.backends.matrix import MATRIX_END, MATRIX_START, support_matrix_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -8,7 +8,6 @@ must-pass rerun is the same artifact judged with the reference-normalised p25 an
 from __future__ import annotations
 
 import copy
-import shutil
 
 import numpy as np
 import pytest

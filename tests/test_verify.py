@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import tests._toy  # noqa: F401  registers toy_vit
+from edgevit.artifact import artifact_sha256
 from edgevit.errors import VerificationError
 from edgevit.verify import compare, judge, verify
 
@@ -70,8 +71,8 @@ def test_verify_rebuilds_reference_from_sidecar(exported):
     o = rep.outputs[0]
     assert o.relative_error < 1e-4 and o.cosine > 0.99999 and o.images >= 10
     assert rep.inspection["nodes"] > 0 and "LayerNormalization" in rep.inspection["op_histogram"]
-    assert rep.latency_ms["median"] > 0 and rep.size_mb > 0
-    assert not rep.judged_top1  # random weights: top-1 recorded, not judged
+    assert rep.latency_ms["median"] > 0 and rep.size_bytes > 0
+    assert not rep.judged_top1  # seeded weights: top-1 recorded, not judged
 
 
 def test_tampered_artifact_fails(exported, tmp_path):
@@ -86,6 +87,11 @@ def test_tampered_artifact_fails(exported, tmp_path):
     big.CopyFrom(numpy_helper.from_array(arr, big.name))
     onnx.save(m, str(bad))
     shutil.copy(exported.with_name(exported.name + ".json"), bad.with_name(bad.name + ".json"))
+    with pytest.raises(VerificationError, match="does not match its sidecar: sha256"):
+        verify(bad)  # the bytes are not the ones the record describes
+    side = json.loads(bad.with_name(bad.name + ".json").read_text())
+    side["sha256"] = artifact_sha256(bad)  # a record that names these bytes: now the numbers must catch it
+    bad.with_name(bad.name + ".json").write_text(json.dumps(side))
     rep = verify(bad)
     assert rep.executed and not rep.passed and rep.outputs[0].failures
     with pytest.raises(VerificationError):
@@ -96,21 +102,20 @@ def test_changed_reference_weights_are_detected(exported, tmp_path):
     art = tmp_path / "toy.onnx"
     shutil.copy(exported, art)
     side = json.loads(exported.with_name(exported.name + ".json").read_text())
-    side["checkpoint"]["seed"] = 123  # a different random init than the one exported
+    side["weights"]["seed"] = 123  # other seeded weights than the ones exported
     art.with_name(art.name + ".json").write_text(json.dumps(side))
-    with pytest.raises(VerificationError, match="different weights"):
+    with pytest.raises(VerificationError, match="other weights"):
         verify(art)
 
 
 def test_unavailable_runtime_is_reported_not_faked(exported, monkeypatch):
-    from edgevit.runtimes import base
+    import dataclasses
 
-    spec = base.get_runtime("onnxruntime")
-    monkeypatch.setitem(
-        base._RUNTIMES, "onnxruntime",
-        base.RuntimeSpec(spec.key, spec.title, spec.extra, spec.runner,
-                         lambda: base.Availability(False, reason="not on this machine (test)")),
-    )
+    from edgevit.backends import Availability, _registry
+
+    onnx = _registry.get_backend("onnx")
+    gone = dataclasses.replace(onnx.runtime, probe=lambda: Availability(False, reason="not on this machine (test)"))
+    monkeypatch.setitem(_registry._BACKENDS, "onnx", dataclasses.replace(onnx, runtime=gone))
     rep = verify(exported)
     assert not rep.executed and not rep.outputs and not rep.latency_ms
     assert rep.status.startswith("not executed:") and "test" in rep.status

@@ -67,12 +67,21 @@ def test_unknown_name_suggests():
         edgevit.create_model("fcaformer_l11")
 
 
-def test_cli_models_json_and_unknown_info():
+def test_cli_models_json_and_unknown_info(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEVIT_CACHE", str(tmp_path))
     runner = CliRunner()
-    res = runner.invoke(app, ["models", "--json", "--fast"])
+    res = runner.invoke(app, ["models", "--json"])  # fast: published figures, counts only where cached
     assert res.exit_code == 0, res.output
-    rows = json.loads(res.output)
-    assert {r["name"] for r in rows} == set(list_models())
+    rows = json.loads(res.stdout)
+    assert {r["name"] for r in rows} == set(list_models()) and all(r["params_m"] is None for r in rows)
+    res = runner.invoke(app, ["models", "--family", "casvit", "--count", "--json"])
+    assert res.exit_code == 0, res.output
+    counted = {r["name"]: r["params_m"] for r in json.loads(res.stdout)}
+    assert abs(counted["cas_vit_xs"] - 3.20) < 0.04
+    again = {r["name"]: r["params_m"] for r in json.loads(runner.invoke(app, ["models", "--json"]).stdout)}
+    assert again["cas_vit_xs"] == counted["cas_vit_xs"] and again["fcaformer_l1"] is None  # cached, per model
+    res = runner.invoke(app, ["models", "--family", "cabvit", "--json"])
+    assert {r["name"] for r in json.loads(res.stdout)} == {"cabvit_h_l1", "cabvit_h_l2", "cabvit_h_l3", "cabvit_p_l0"}
     res = runner.invoke(app, ["info", "casvit_xss"])
     assert res.exit_code == 2
     assert "unknown model" in res.output and "Traceback" not in res.output
@@ -81,6 +90,6 @@ def test_cli_models_json_and_unknown_info():
 def test_cli_info_counts_params():
     res = CliRunner().invoke(app, ["info", "rcvit_xs", "--json"])
     assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
+    data = json.loads(res.stdout)
     assert data["name"] == "cas_vit_xs"
     assert abs(data["params_m"] - 3.20) < 0.04

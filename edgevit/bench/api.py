@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import platform
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgevit.bench.profiles import DeviceProfile, HostInfo, detect_host, host_mismatches, load_average, load_profile
+from edgevit.bench.profiles import DeviceProfile, HostInfo, detect_host, host_mismatches, load_profile
 from edgevit.bench.protocol import Protocol
 from edgevit.bench.runner import Case, CaseResult, run_cases
-from edgevit.errors import ConfigError, UnavailableError
+from edgevit import progress
+from edgevit.backends import backend_for_runtime
+from edgevit.errors import ConfigError, EdgeVitError, UnavailableError
 
 SCHEMA = "edgevit.bench/1"
 
@@ -61,6 +63,8 @@ class BenchResults:
                  f"t{s['threads']}", "b" + "+".join(str(b) for b in s["batch"])]
         if s.get("suite"):
             parts.insert(1, s["suite"])
+        if (s.get("board") or {}).get("name"):  # results of several boards in one folder stay apart
+            parts.insert(1, str(s["board"]["name"]).replace("/", "_").replace("@", "_"))
         return "_".join(parts)
 
 
@@ -79,21 +83,16 @@ def load_results(path: str | Path) -> BenchResults:
 def versions() -> dict[str, str]:
     """Versions that change latency, recorded in every result (published numbers without them are
     irreproducible: ncnn's own A17 table moved 1.7x between versions)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from edgevit.backends import runtimes
+    from edgevit.versions import CORE_DISTS, package_versions
 
-    out = {"python": platform.python_version()}
-    for dist in ("edgevit", "numpy", "onnxruntime", "onnx", "torch", "ncnn", "executorch", "coremltools", "openvino"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            continue
-    return out
+    return package_versions([*CORE_DISTS, *(d for r in runtimes().values() for d in r.dists)])
 
 
 # ---------------------------------------------------------------- planning
-def _available_runtimes() -> dict[str, str]:
+def available_runtimes() -> dict[str, str]:
     """Runtime key -> '' when available here, else the reason it is not."""
-    from edgevit.runtimes import runtimes
+    from edgevit.backends import runtimes
 
     out = {}
     for key, spec in runtimes().items():
@@ -102,37 +101,80 @@ def _available_runtimes() -> dict[str, str]:
     return out
 
 
-def choose_runtime(profile: DeviceProfile, requested: str | None, *, strict: bool) -> tuple[str, str]:
-    """The runtime to measure with and, if it is not the profile's, the note that labels the results."""
-    avail = _available_runtimes()
+def choose_runtime(profile: DeviceProfile, requested: str | None, *, strict: bool,
+                   available: dict[str, str] | None = None, where: str = "here") -> tuple[str, str]:
+    """The runtime to measure with and, if it is not the profile's, the note that labels the results.
+    `available` (runtime -> '' or why not) is the measuring machine's; default: this machine's."""
+    avail = available_runtimes() if available is None else available
     want = requested or profile.runtime
     if avail.get(want) == "":
         return want, ""
     why = avail.get(want) or "no runner for it is installed in this edgevit"
     if requested:
-        raise UnavailableError(f"runtime {want} is unavailable here: {why}")
+        raise UnavailableError(f"runtime {want} is unavailable {where}: {why}")
     if strict:
-        raise ConfigError(f"profile {profile.name} runs on {want}, which is unavailable here ({why}); "
+        raise ConfigError(f"profile {profile.name} runs on {want}, which is unavailable {where} ({why}); "
                           "--strict refuses to fall back")
     for key in (*profile.fallback_runtimes, *sorted(avail)):
         if avail.get(key) == "":
-            return key, f"fallback: {want} is unavailable here ({why}); measured with {key}"
+            return key, f"fallback: {want} is unavailable {where} ({why}); measured with {key}"
     raise UnavailableError(f"no runtime available to run profile {profile.name} ({want}: {why})")
 
 
-def target_for_runtime(runtime: str) -> str:
-    """The export target whose artifacts this runtime runs (first in the targets table)."""
-    from edgevit.exporters import targets
+AUTO = "auto"  # a runtime choice: measure the profile's candidate runtimes, report the fastest
 
-    for key, t in targets().items():
-        if t.runtime == runtime:
-            return key
-    raise ConfigError(f"no export target produces artifacts for runtime {runtime!r}")
+
+def pick_runtimes(profile: DeviceProfile, requested: str | None, *, strict: bool,
+                  available: dict[str, str] | None = None, where: str = "here") -> list[tuple[str, str]]:
+    """The runtimes to measure model names with, each with the note that labels its results: one (the
+    requested or the profile's, or a fallback), or with `auto` every candidate available here."""
+    want = requested or profile.runtime
+    if want != AUTO:
+        return [choose_runtime(profile, requested, strict=strict, available=available, where=where)]
+    avail = available_runtimes() if available is None else available
+    candidates = list(profile.candidates) or [k for k in avail if _auto_default(k)]
+    picked = [(k, "") for k in candidates if avail.get(k) == ""]
+    if not picked:
+        raise UnavailableError(f"none of the candidate runtimes of {profile.name} is available {where}: "
+                               + "; ".join(f"{k}: {avail.get(k) or 'not registered'}" for k in candidates))
+    missing = [k for k in candidates if avail.get(k) != ""]
+    note = f"auto: measuring {', '.join(k for k, _ in picked)}" + (
+        f" (not available {where}: {', '.join(missing)})" if missing else "")
+    return [(picked[0][0], note)] + picked[1:]
+
+
+def _auto_default(runtime: str) -> bool:
+    """Runtimes `auto` considers when a profile names none: every CPU runtime (not the GPU-only ones)."""
+    from edgevit.backends import backend_for_runtime
+
+    return not backend_for_runtime(runtime).requirement
+
+
+def _runtime_precisions(picks: list[tuple[str, str]], prof: DeviceProfile,
+                        requested: list[str]) -> list[tuple[str, str, list[str]]]:
+    """Each picked runtime with the precisions to measure: the requested (or the profile's) that its target
+    offers. With one runtime an unoffered precision is an error; with `auto` that runtime just skips it."""
+    from edgevit.backends import backend_for_runtime
+
+    out = []
+    for rt, note in picks:
+        tgt = backend_for_runtime(rt)
+        wanted = requested or list(prof.precisions)
+        precs = [p for p in wanted if p in tgt.precisions] or ([] if len(picks) > 1 else [tgt.default_precision])
+        if len(picks) == 1 and requested:
+            for p in requested:
+                tgt.check_precision(p)
+            precs = list(requested)
+        if precs:
+            out.append((rt, note, precs))
+    return out
 
 
 def _name_of(path: Path) -> str:
+    from edgevit.backends import artifact_suffixes
+
     name = path.name
-    for suffix in (".onnx", ".pte", ".ptl", ".pt", ".mlpackage", ".mlmodel", ".engine", ".param", ".bin"):
+    for suffix in artifact_suffixes():
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
@@ -153,6 +195,8 @@ class Plan:
     threads: int
     batch: list[int]
     runtime_note: str = ""
+    executor: Any = None  # where the cases run (edgevit.bench.executor); None: this machine
+    auto: bool = False  # `--runtime auto`: the results name the fastest candidate per model
 
 
 def plan(
@@ -167,25 +211,40 @@ def plan(
     strict: bool = False,
     reference: bool = False,
     cache_root: Path | None = None,
-    log: Callable[[str], None] | None = None,
     options: dict[str, Any] | None = None,
+    executor: Any = None,
 ) -> Plan:
     """Resolve inputs (model names are exported into the cache; files are taken as they are) into cases.
 
     `options` go to the runners of the measured cases (e.g. ncnn `powersave`, `packing`), over the
-    profile's `runtime_options`."""
+    profile's `runtime_options`. `executor` is where the cases will run (default: this machine; a board:
+    `edgevit.bench.remote.RemoteExecutor`): its facts decide the profile check, threads and runtimes."""
+    from edgevit.bench.executor import LocalExecutor
+
+    ex = executor or LocalExecutor()
     prof = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
-    host = detect_host()
-    warnings: list[str] = []
+    host = ex.host()
+    if prof.detected and ex.measured_on != "local" and prof.path:  # `host` means the board it runs on
+        from edgevit.bench.profiles import load_profile_file
+
+        prof = load_profile_file(Path(prof.path), host=host)
+    warnings: list[str] = list(ex.warnings())
     mismatch = host_mismatches(prof, host)
+    machine = "this machine" if ex.measured_on == "local" else ex.label
+    if ex.measured_on == "emulated":
+        if strict:
+            raise ConfigError(f"{ex.label} is emulated (qemu): no device timing; --strict refuses")
+        mismatch = mismatch or [f"{ex.label} runs under emulation"]
     if mismatch:
         if strict:
-            raise ConfigError(f"this machine is not a {prof.name} ({'; '.join(mismatch)}); --strict refuses")
-        warnings.append(f"NOT a {prof.name}: {'; '.join(mismatch)}. Applying its settings (threads, runtime, "
-                        f"precision, batch) on {host.cpu} x{host.cores}; results are labelled with this host.")
-    n_threads = threads or prof.threads
+            raise ConfigError(f"{machine} is not the {prof.name} device ({'; '.join(mismatch)}); --strict refuses")
+        labelled = "this host" if ex.measured_on == "local" else ex.label
+        warnings.append(f"{machine} is not the {prof.name} device: {'; '.join(mismatch)}. Applying its settings "
+                        f"(threads, runtime, precision, batch) on {host.cpu} x{host.cores}; results are labelled "
+                        f"with {labelled}.")
+    n_threads = prof.threads if threads is None else threads
     if n_threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {n_threads}")
+        raise ConfigError(f"--threads must be at least 1, got {n_threads}")
     if n_threads > host.cores:
         msg = f"{n_threads} threads on {host.cores} usable cores: threads share cores (oversubscribed)"
         if strict:
@@ -204,37 +263,32 @@ def plan(
     if not inputs and not reference:
         raise ConfigError("nothing to benchmark: give model names, artifact files or --suite")
 
-    models = [str(i) for i in inputs if not Path(i).exists()]
-    files = [Path(i) for i in inputs if Path(i).exists()]
+    models, files = split_inputs(inputs)
     cases: list[Case] = []
     used_runtimes: list[str] = []
     note = ""
     if models:
+        from edgevit.cache import usable_cache_dir
         from edgevit.models import resolve_name
 
-        rt, note = choose_runtime(prof, runtime, strict=strict)
-        if note:
-            warnings.append(note)
-        used_runtimes.append(rt)
-        target_key = target_for_runtime(rt)
-        from edgevit.exporters import check_precision, get_target
-
-        tgt = get_target(target_key)
-        precs = precisions or [p for p in prof.precisions if p in tgt.precisions] or [tgt.default_precision]
-        for p in precs:
-            check_precision(tgt, p)
-        from edgevit.bench.cache import get_artifact
-
-        for name in models:
-            canonical = resolve_name(name)
-            for p in precs:
-                for b in batches:
-                    art = get_artifact(canonical, target=target_key, precision=p, img_size=img_size, batch=b,
-                                       root=cache_root, log=log)
-                    cases.append(_case(art.path, canonical, rt, target_key, p, b, n_threads, art.info, note))
+        usable_cache_dir(cache_root)  # one line naming EDGEVIT_CACHE now, not one failed case per model
+        picks = pick_runtimes(prof, runtime, strict=strict, available=ex.available_runtimes(),
+                              where="here" if ex.measured_on == "local" else f"on {ex.label}")
+        warnings += [n for _rt, n in picks if n]
+        for rt, rt_note, precs in _runtime_precisions(picks, prof, precisions):
+            used_runtimes.append(rt)
+            note = note or rt_note
+            target_key = backend_for_runtime(rt).key
+            for name in models:
+                for p in precs:
+                    for b in batches:
+                        cases.append(_model_case(resolve_name(name), rt, target_key, p, b, n_threads, img_size,
+                                                 cache_root, rt_note))
     for f in files:
         cases.extend(_file_cases(f, runtime, precisions, batches, n_threads, used_runtimes))
     _apply_runner_options(cases, {**prof.runtime_options, **(options or {})})
+    if mismatch:
+        _attach_predictions(cases, prof)
     if reference:
         cases.insert(0, reference_case(n_threads, cache_root))
         if "onnxruntime" not in used_runtimes:
@@ -246,14 +300,78 @@ def plan(
                               "and threads); bench them in separate runs")
         seen.add(c.id)
     all_precisions = sorted({c.precision for c in cases if not c.reference})
-    return Plan(prof, host, cases, warnings, used_runtimes, all_precisions, n_threads, batches, note)
+    auto = (runtime or prof.runtime) == AUTO
+    return Plan(prof, host, cases, warnings, used_runtimes, all_precisions, n_threads, batches, note, executor, auto)
+
+
+def split_inputs(inputs: Sequence[str | Path]) -> tuple[list[str], list[Path]]:
+    """Model names and artifacts: a folder that is not an artifact stands for the artifacts in it (an
+    export's output folder); a missing path is an error naming the file, not an unknown model."""
+    from edgevit.backends import artifact_suffixes
+
+    suffixes = artifact_suffixes()
+    models: list[str] = []
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir() and not path.name.lower().endswith(suffixes):
+            found = sorted(p for p in path.iterdir() if p.name.lower().endswith(suffixes))
+            if not found:
+                raise ConfigError(f"{path} holds no artifact (looked for {', '.join(suffixes)})")
+            files += found
+        elif path.exists():
+            files.append(path)
+        elif str(item).lower().endswith(suffixes) or os.sep in str(item):
+            raise ConfigError(f"artifact not found: {item}")
+        else:
+            models.append(str(item))
+    return models, files
+
+
+def _model_case(model: str, runtime: str, target: str, precision: str, batch: int, threads: int,
+                img_size: int | None, cache_root: Path | None, note: str) -> Case:
+    """The case of a model name: its artifact from the cache (exported if needed); a failed export is a
+    failed case with its one-line reason, so the other cases are still measured."""
+    from edgevit.cache import get_artifact
+
+    try:
+        art = get_artifact(model, target=target, precision=precision, img_size=img_size, batch=batch,
+                           root=cache_root)
+    except EdgeVitError as exc:
+        case = Case(id=case_id(model, runtime, precision, batch, threads), artifact="", runtime=runtime,
+                    target=target, precision=precision, threads=threads, batch=batch, model=model,
+                    img_size=img_size, runtime_note=note, error=f"export failed: {exc}")
+        return case
+    info = _record_info(art.record)
+    return _case(art.path, model, runtime, target, precision, batch, threads, info, note)
+
+
+def _attach_predictions(cases: list[Case], prof: DeviceProfile) -> None:
+    """Measured off the device: each case also gets the device's predicted latency (its profile's
+    predictor, for the case's precision and the profile's own runtime and threads), shown beside the
+    host's measurement and labelled as a prediction. A case without a predictor simply has none."""
+    from edgevit.predict.api import available, prediction_for_case
+
+    if not available(prof):
+        return
+    with progress.step(f"predict for {prof.name}", total=len(cases)) as advance:
+        for c in cases:
+            item = c.model or c.artifact
+            pred = prediction_for_case(item, device=prof.name, precision=c.precision,
+                                       img_size=c.img_size) if item and not c.error else None
+            if pred is not None:
+                c.predicted = {"device": pred.device, "runtime": pred.runtime, "threads": pred.threads,
+                               "precision": pred.precision, "predicted_ms": round(pred.predicted_ms, 2),
+                               "interval_ms": [round(v, 2) for v in pred.interval_ms],
+                               "calibration": pred.calibration, "extrapolates": pred.extrapolates}
+            advance(1)
 
 
 def _apply_runner_options(cases: list[Case], options: dict[str, Any]) -> None:
     """Give each case the options its runtime reads; an option no runtime of the plan reads is an error."""
-    from edgevit.runtimes import get_runtime
+    from edgevit.backends import get_runtime
 
-    keys = {c.runtime: get_runtime(c.runtime).runner.option_keys for c in cases}
+    keys = {c.runtime: get_runtime(c.runtime).option_keys for c in cases}
     for key in options:
         if not any(key in known for known in keys.values()):
             offered = "; ".join(f"{rt}: {', '.join(k) or 'none'}" for rt, k in keys.items())
@@ -262,52 +380,59 @@ def _apply_runner_options(cases: list[Case], options: dict[str, Any]) -> None:
         c.options = {**c.options, **{k: v for k, v in options.items() if k in keys[c.runtime]}}
 
 
+def _record_info(rec: Any) -> dict[str, Any]:
+    """What a case takes from its artifact's record: sizes for the tables and the verification figures
+    (what `--runtime auto` holds each candidate to)."""
+    ver = rec.verification or {}
+    out = (ver.get("outputs") or [{}])[0]
+    verified = {"passed": bool(ver.get("passed")), "executed": bool(ver.get("executed")),
+                "cosine": out.get("cosine"), "cosine_min": out.get("cosine_min"),
+                "top1_agreement": out.get("top1_agreement")} if ver else None
+    return {"img_size": rec.img_size, "params": rec.params, "macs": rec.macs, "verified": verified}
+
+
 def _case(path: Path, model: str | None, runtime: str, target: str, precision: str, batch: int, threads: int,
           info: dict[str, Any], note: str = "") -> Case:
-    from edgevit.bench.cache import artifact_size
-    from edgevit.bench.synthetic import file_sha256
+    from edgevit.artifact import artifact_sha256, artifact_size
 
     name = model or _name_of(path)
     return Case(
         id=case_id(name, runtime, precision, batch, threads), artifact=str(path.resolve()), runtime=runtime,
         target=target, precision=precision, threads=threads, batch=batch, model=model,
         img_size=info.get("img_size"), params=info.get("params"), macs=info.get("macs"),
-        model_size_bytes=artifact_size(path), artifact_sha256=file_sha256(path) if path.is_file() else "",
-        runtime_note=note,
+        model_size_bytes=artifact_size(path), artifact_sha256=artifact_sha256(path),
+        runtime_note=note, verified=info.get("verified"),
     )
 
 
 def _file_cases(path: Path, runtime: str | None, precisions: list[str], batches: list[int], threads: int,
                 used: list[str]) -> list[Case]:
-    """An artifact file runs in its target's runtime; its precision and model come from its sidecar."""
-    from edgevit.bench.cache import read_sidecar
-    from edgevit.exporters import target_for_artifact
-    from edgevit.runtimes import runtimes
+    """An artifact runs in its target's runtime (or another that loads it); its precision, batch and
+    model come from its record."""
+    from edgevit.artifact import read_record
+    from edgevit.backends import backend_for_artifact, runtimes_for_artifact
 
-    tgt = target_for_artifact(path)
-    spec = runtimes().get(runtime or "")
-    if runtime and runtime != tgt.runtime and not (spec and tgt.key in spec.reads):
-        raise ConfigError(f"{path.name} is a {tgt.key} artifact, run by {tgt.runtime or 'no runtime here'}, "
-                          f"not {runtime}")
-    run_with = runtime or tgt.runtime
-    if not tgt.runtime:
-        raise UnavailableError(f"{path.name}: target {tgt.key} has no runtime on this machine")
-    side = read_sidecar(path)
-    precision = str(side.get("precision") or (precisions[0] if len(precisions) == 1 else "fp32"))
-    batch = int(side.get("batch") or (batches[0] if len(batches) == 1 else 1))
-    if run_with not in used:
-        used.append(run_with)
-    info = {"img_size": side.get("img_size"), "params": side.get("params"), "macs": side.get("macs")}
-    model = side.get("model") if isinstance(side.get("model"), str) else None
+    tgt = backend_for_artifact(path)
+    able = runtimes_for_artifact(path)
+    if not able:
+        raise UnavailableError(f"{path.name}: target {tgt.key} has no runtime in edgevit")
+    if runtime and runtime not in able:
+        raise ConfigError(f"{path.name} is a {tgt.key} artifact, run by {', '.join(able)}, not {runtime}")
+    rt = runtime or able[0]
+    rec = read_record(path)
+    precision = rec.precision if rec else (precisions[0] if len(precisions) == 1 else "fp32")
+    batch = rec.batch if rec else (batches[0] if len(batches) == 1 else 1)
+    if rt not in used:
+        used.append(rt)
+    info = _record_info(rec) if rec else {}
     # An exported artifact is "this model at this precision": same case id as benching the model by
     # name, so a baseline made from names can judge an artifact put in its place (and vice versa).
-    case = _case(path, model, run_with, tgt.key, precision, batch, threads, info)
-    return [case]
+    return [_case(path, rec.model if rec else None, rt, tgt.key, precision, batch, threads, info)]
 
 
 def reference_case(threads: int, cache_root: Path | None = None) -> Case:
     """The machine-speed reference (a fixed synthetic ONNX conv stack, see `synthetic`)."""
-    from edgevit.bench.cache import cache_dir
+    from edgevit.cache import cache_dir
     from edgevit.bench import synthetic as syn
 
     path = syn.reference_artifact(cache_root or cache_dir())
@@ -321,20 +446,35 @@ def reference_case(threads: int, cache_root: Path | None = None) -> Case:
 
 # ---------------------------------------------------------------- running
 def run_plan(p: Plan, protocol: Protocol, *, progress: bool = False, suite: str = "",
-             on_result: Callable[[CaseResult], None] | None = None) -> BenchResults:
-    load_start = load_average()
-    results = run_cases(p.cases, protocol, progress=progress, on_result=on_result)
+             on_result: Callable[[CaseResult], None] | None = None, timeout_s: float | None = None) -> BenchResults:
+    from edgevit.bench.executor import LocalExecutor
+
+    ex = p.executor or LocalExecutor()
+    load_start = ex.load_average()
+    results = run_cases(p.cases, protocol, progress=progress, on_result=on_result, executor=ex.run_case,
+                        **({"timeout_s": timeout_s} if timeout_s else {}))
+    case_warnings = [f"{r.case.id}: {w}" for r in results for w in r.warnings]
     setup = {
-        "profile": p.profile.name, "profile_title": p.profile.title, "on_device": not host_mismatches(p.profile, p.host),
-        "warnings": p.warnings, "runtimes": p.runtimes, "runtime_note": p.runtime_note,
+        "profile": p.profile.name, "profile_title": p.profile.title,
+        "on_device": not host_mismatches(p.profile, p.host) and ex.measured_on != "emulated",
+        "measured_on": ex.measured_on,
+        "warnings": p.warnings + case_warnings, "runtimes": p.runtimes, "runtime_note": p.runtime_note,
         "precisions": p.precisions, "threads": p.threads, "batch": p.batch, "protocol": protocol.to_dict(),
         "suite": suite, "host_fingerprint": p.host.fingerprint,
     }
-    return BenchResults(
-        setup=setup, host=p.host.to_dict(), versions=versions(), cases=results, profile=p.profile.to_dict(),
+    if ex.measured_on != "local":  # the board measured; this host exported and drove it
+        setup["board"] = ex.where()
+        setup["controller"] = {"host": detect_host().to_dict(), "versions": versions()}
+    res = BenchResults(
+        setup=setup, host=ex.host_record(), versions=ex.versions(), cases=results, profile=p.profile.to_dict(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        load_average={"start": load_start, "end": load_average()},
+        load_average={"start": load_start, "end": ex.load_average()},
     )
+    if p.auto:
+        from edgevit.bench.choose import choose
+
+        res.setup["auto"] = {model: c.to_dict() for model, c in choose(res).items()}
+    return res
 
 
 def benchmark(
@@ -354,7 +494,6 @@ def benchmark(
     reference: bool = False,
     progress: bool = False,
     cache_root: Path | None = None,
-    log: Callable[[str], None] | None = None,
 ) -> BenchResults:
     """Benchmark model names and/or artifact files under a device profile, one fresh process per case.
 
@@ -363,5 +502,5 @@ def benchmark(
     """
     protocol = Protocol(warmup=warmup, warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds)
     p = plan(inputs, profile=profile, runtime=runtime, precision=precision, threads=threads, batch=batch,
-             img_size=img_size, strict=strict, reference=reference, cache_root=cache_root, log=log)
+             img_size=img_size, strict=strict, reference=reference, cache_root=cache_root)
     return run_plan(p, protocol, progress=progress)

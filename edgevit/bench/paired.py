@@ -7,12 +7,12 @@ all variants alike; ratios are then taken per round. Runners must not spin idle 
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Mapping
 
 import numpy as np
 
-from edgevit.runtimes.base import Runner
+from edgevit.backends.base import Runner
+from edgevit.bench.protocol import time_call
 
 
 def interleaved(runners: Mapping[str, Runner], x: np.ndarray, rounds: int, warmup: int = 10) -> dict[str, list[float]]:
@@ -24,9 +24,7 @@ def interleaved(runners: Mapping[str, Runner], x: np.ndarray, rounds: int, warmu
     samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
-            t0 = time.perf_counter_ns()
-            runners[name].infer(x)
-            samples[name].append((time.perf_counter_ns() - t0) / 1e6)
+            samples[name].append(time_call(lambda: runners[name].infer(x)) / 1e6)  # noqa: B023 (called at once)
     return samples
 
 
@@ -48,7 +46,7 @@ def ort_runners(paths: Mapping[str, object], threads: int) -> dict[str, Runner]:
     """Loaded ONNX Runtime runners (all optimisations, no idle spinning) for each path."""
     from pathlib import Path
 
-    from edgevit.runtimes.onnxruntime import OnnxRuntimeRunner
+    from edgevit.backends.onnx.runner import OnnxRuntimeRunner
 
     out: dict[str, Runner] = {}
     for name, path in paths.items():

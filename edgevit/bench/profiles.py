@@ -17,12 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from edgevit.backends.base import PRECISIONS
 from edgevit.errors import ConfigError
 
 AUTO = "auto"
-PRECISIONS = ("fp32", "fp16", "int8")
-# Runtime keys a profile may name; runners for some land in other modules (or only exist on the device).
-KNOWN_RUNTIMES = ("onnxruntime", "ncnn", "tensorrt", "coreml", "torchscript", "executorch")
 KNOWN_ARCHS = ("armv7l", "aarch64", "x86_64", "arm64")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -74,9 +72,11 @@ class DeviceProfile:
     memory_gb: float | None = None
     gpu: str = ""
     fallback_runtimes: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = ()  # the runtimes `--runtime auto` measures here (default: every CPU runtime)
     runtime_options: dict[str, Any] = field(default_factory=dict)  # e.g. ncnn {powersave: 2} on big.LITTLE
     gate: GateSettings = field(default_factory=GateSettings)
     references: tuple[Reference, ...] = ()
+    predict_board: str = ""  # board id of the published latency tables its predictor is fitted on (edgevit predict)
     notes: str = ""
     path: str = ""
     detected: bool = False  # True when the fields describe this machine (the `host` profile)
@@ -93,12 +93,21 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {  # key -> (types, r
     "name": (str, True), "title": (str, False), "arch": (str, True), "cpu": (str, True),
     "isa": (str, False), "cores": (int, True), "threads": (int, True), "frequency_ghz": ((int, float), False),
     "memory_gb": ((int, float), False), "gpu": (str, False), "runtime": (str, True),
-    "fallback_runtimes": (list, False), "precisions": (list, True), "batch": (list, False),
+    "fallback_runtimes": (list, False), "candidates": (list, False), "precisions": (list, True),
+    "batch": (list, False),
     "runtime_options": (dict, False), "gate": (dict, False), "references": (list, False), "notes": (str, False),
+    "predict_board": (str, False),
 }
 _REF_FIELDS = {"model": str, "latency_ms": (int, float), "threads": int, "batch": int,
                "memory_mb": (int, float), "source": str}
 _GATE_FIELDS = {"rel_tolerance": (int, float), "abs_floor_ms": (int, float), "statistic": str, "normalize": str}
+
+
+def _runtime_keys() -> list[str]:
+    """Runtime keys a profile may name: every registered backend's runtime."""
+    from edgevit.backends import runtimes
+
+    return sorted(runtimes())
 
 
 def _err(where: str, msg: str) -> ConfigError:
@@ -160,16 +169,18 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
             _positive(where, key, data[key])
     if data["threads"] > 4 * data["cores"]:
         raise _err(where, f"threads ({data['threads']}) is more than 4x cores ({data['cores']})")
-    for key in ("runtime",):
-        if data[key] not in KNOWN_RUNTIMES:
-            raise _err(where, f"runtime {data[key]!r} is not one of {', '.join(KNOWN_RUNTIMES)}")
+    known = _runtime_keys()
     fallbacks = data.get("fallback_runtimes") or []
-    for rt in fallbacks:
-        if rt not in KNOWN_RUNTIMES:
-            raise _err(where, f"fallback runtime {rt!r} is not one of {', '.join(KNOWN_RUNTIMES)}")
+    candidates = data.get("candidates") or []
+    runtime_ok = [*known, "auto"]
+    for what, rt, allowed in (("runtime", data["runtime"], runtime_ok),
+                              *(("fallback runtime", f, known) for f in fallbacks),
+                              *(("candidate runtime", c, known) for c in candidates)):
+        if rt not in allowed:
+            raise _err(where, f"{what} {rt!r} is not one of {', '.join(allowed)}")
     precisions = data["precisions"]
     if not precisions:
-        raise _err(where, "field 'precisions' must list at least one of fp32, fp16, int8")
+        raise _err(where, f"field 'precisions' must list at least one of {', '.join(PRECISIONS)}")
     for p in precisions:
         if p not in PRECISIONS:
             raise _err(where, f"precision {p!r} is not one of {', '.join(PRECISIONS)}")
@@ -191,6 +202,12 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
         raise _err(where, f"gate.rel_tolerance must be in (0, 5), got {gate.rel_tolerance}")
     if gate.abs_floor_ms < 0:
         raise _err(where, f"gate.abs_floor_ms must be >= 0, got {gate.abs_floor_ms}")
+    board = data.get("predict_board") or ""
+    if board:
+        from edgevit.predict.data import board_ids
+
+        if board not in board_ids():
+            raise _err(where, f"predict_board {board!r} has no published tables; known: {', '.join(board_ids())}")
     refs = []
     for i, raw in enumerate(data.get("references") or []):
         rwhere = f"{where} references[{i}]"
@@ -209,21 +226,26 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
         name=name, title=data.get("title") or name, arch=data["arch"], cpu=data["cpu"],
         isa=data.get("isa") or "", cores=data["cores"], threads=data["threads"],
         frequency_ghz=data.get("frequency_ghz"), memory_gb=data.get("memory_gb"), gpu=data.get("gpu") or "",
-        runtime=data["runtime"], fallback_runtimes=tuple(fallbacks), precisions=tuple(precisions),
+        runtime=data["runtime"], fallback_runtimes=tuple(fallbacks), candidates=tuple(candidates),
+        precisions=tuple(precisions),
         runtime_options=dict(data.get("runtime_options") or {}),
-        batch=tuple(batch), gate=gate, references=tuple(refs), notes=(data.get("notes") or "").strip(),
+        batch=tuple(batch), gate=gate, references=tuple(refs), predict_board=board,
+        notes=(data.get("notes") or "").strip(),
         path=where, detected=detected,
     )
 
 
 # ---------------------------------------------------------------- discovery and loading
+PACKAGED_PROFILES = Path(__file__).resolve().parents[1] / "device_profiles"  # shipped in the wheel
+
+
 def profile_dirs() -> list[Path]:
-    """Where profiles are looked up: $EDGEVIT_PROFILES, ./device_profiles, then the repository's."""
+    """Where profiles are looked up: $EDGEVIT_PROFILES, ./device_profiles, then the ones edgevit ships."""
     dirs = []
     if env := os.environ.get("EDGEVIT_PROFILES"):
         dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
     dirs.append(Path.cwd() / "device_profiles")
-    dirs.append(Path(__file__).resolve().parents[2] / "device_profiles")
+    dirs.append(PACKAGED_PROFILES)
     seen: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in seen:
@@ -303,14 +325,23 @@ def _cpuinfo() -> dict[str, str]:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         return info
+    parts: list[str] = []
     for line in text.splitlines():
         if ":" in line:
             key, _, value = line.partition(":")
             info.setdefault(key.strip().lower(), value.strip())
+            if key.strip().lower() == "cpu part" and value.strip().lower() not in parts:
+                parts.append(value.strip().lower())
+    info["cpu parts"] = " ".join(parts)  # every core type, in order (big.LITTLE has two)
     return info
 
 
 def _cpu_name(info: dict[str, str]) -> str:
+    # ARM cores by their part code first: 32-bit kernels print a generic "model name: ARMv7 Processor
+    # rev 1 (v7l)" and "Hardware" names the SoC, neither the core; big.LITTLE lists both core types.
+    names = [ARM_PARTS[p] for p in info.get("cpu parts", "").split() if p in ARM_PARTS]
+    if info.get("cpu implementer", "").lower() == "0x41" and names:
+        return " + ".join(names)
     for key in ("model name", "hardware", "cpu model", "processor"):
         value = info.get(key, "")
         if value and not value.isdigit():
@@ -400,6 +431,33 @@ def host_mismatches(profile: DeviceProfile, host: HostInfo) -> list[str]:
     if profile.gpu and not _has_nvidia():
         out.append(f"no NVIDIA GPU here (the device has {profile.gpu})")
     return out
+
+
+def describe_profile(p: DeviceProfile, host: HostInfo) -> list[str]:
+    """A profile in plain lines for people (no Python reprs)."""
+    g = p.gate
+    lines = [
+        f"[bold]{p.name}[/]: {p.title}",
+        f"  device: {p.cpu} x{p.cores}, {p.arch}" + (f", {p.isa}" if p.isa else "")
+        + (f", {p.frequency_ghz:g} GHz" if p.frequency_ghz else "") + (f", {p.memory_gb:g} GB" if p.memory_gb else "")
+        + (f", GPU {p.gpu}" if p.gpu else ""),
+        f"  measures with: {p.runtime}" + (f" (fallback {', '.join(p.fallback_runtimes)})" if p.fallback_runtimes
+                                           else "") + f", {p.threads} threads, precisions {', '.join(p.precisions)}, "
+        f"batch {', '.join(map(str, p.batch))}",
+        f"  latency gate: {g.rel_tolerance:.0%} tolerance + {g.abs_floor_ms:g} ms floor on the {g.statistic}, "
+        f"normalise {g.normalize}",
+    ]
+    if p.runtime_options:
+        lines.append("  runner options: " + ", ".join(f"{k}={v}" for k, v in p.runtime_options.items()))
+    for r in p.references:
+        lines.append(f"  published: {r.model} {r.latency_ms:g} ms (batch {r.batch}, {r.threads or '?'} threads"
+                     + (f", {r.memory_mb:g} MB" if r.memory_mb else "") + f") - {r.source}")
+    if p.notes:
+        lines.append(f"  notes: {p.notes}")
+    mism = host_mismatches(p, host)
+    lines.append(f"  this machine: {'yes' if not mism else 'no (' + '; '.join(mism) + ')'}")
+    lines.append(f"  file: {p.path}")
+    return lines
 
 
 def _has_nvidia() -> bool:

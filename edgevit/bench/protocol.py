@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from edgevit.errors import ConfigError
@@ -47,6 +47,15 @@ class Protocol:
         return cls(**data)
 
 
+def protocol_from(base: Protocol | None = None, **overrides: Any) -> Protocol:
+    """`base` (a suite's protocol, else the default) with every override that is not None applied; a
+    minimum time without a run count lowers the count floor to 10 (time, not count, then rules)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given.get("min_seconds") and "runs" not in given and base is None:
+        given["runs"] = 10
+    return replace(base or Protocol(), **given)
+
+
 @dataclass
 class Timing:
     """Raw result of running a protocol: warm-up facts and the timed samples in nanoseconds."""
@@ -54,6 +63,13 @@ class Timing:
     warmup_runs: int
     warmup_ns: int
     samples_ns: list[int]
+
+
+def time_call(fn: Callable[[], object], clock: Callable[[], int] = time.perf_counter_ns) -> int:
+    """Nanoseconds of one call of `fn`: the one timed sample every edgevit measurement is made of."""
+    t0 = clock()
+    fn()
+    return clock() - t0
 
 
 def measure(fn: Callable[[], object], protocol: Protocol, clock: Callable[[], int] = time.perf_counter_ns) -> Timing:
@@ -73,9 +89,7 @@ def measure(fn: Callable[[], object], protocol: Protocol, clock: Callable[[], in
             break
         if total >= cap_ns and len(samples) >= 1:
             break
-        t0 = clock()
-        fn()
-        dt = clock() - t0
+        dt = time_call(fn, clock)
         samples.append(dt)
         total += dt
     return Timing(n_warm, warm_ns, samples)

@@ -174,6 +174,10 @@ def compare(
     if not 0.5 <= confidence < 1:
         raise ConfigError(f"confidence must be in [0.5, 1), got {confidence}")
     profile = baseline.setup.get("profile", "host")
+    for name, res in (("current", current), ("baseline", baseline)):
+        if res.setup.get("measured_on") == "emulated":
+            raise ConfigError(f"the {name} results were measured under emulation (qemu): their timings are the "
+                              "emulator's, not a device's; the gate compares device timings only")
     if current.setup.get("profile") != profile:
         raise ConfigError(f"current results are for profile {current.setup.get('profile')!r}, "
                           f"the baseline for {profile!r}: compare like with like")
@@ -226,16 +230,21 @@ def compare(
         out.append(_judge(cid, c.samples_ms, b.samples_ms, tol, floor, confidence, n_boot, q,
                           ref_c.samples_ms if normalized and ref_c else None,
                           ref_b.samples_ms if normalized and ref_b else None))
-    host_c = f"{current.host.get('cpu', '?')} x{current.host.get('cores', '?')}"
-    host_b = f"{baseline.host.get('cpu', '?')} x{baseline.host.get('cores', '?')}"
+    host_c = _machine(current)
+    host_b = _machine(baseline)
     return RegressReport(out, tol, floor, confidence, normalized,
                          float(ref_ratio) if ref_ratio is not None else None, host_b, host_c, profile, notes, stat)
+
+
+def _machine(res: "BenchResults") -> str:
+    """CPU x cores, and the board's name for results measured over SSH."""
+    board = (res.setup.get("board") or {}).get("name")
+    return (f"board {board}: " if board else "") + f"{res.host.get('cpu', '?')} x{res.host.get('cores', '?')}"
 
 
 def _judge(cid: str, cur: Sequence[float], base: Sequence[float], tol: float, floor: float, confidence: float,
            n_boot: int, q: float, ref_cur: Sequence[float] | None,
            ref_base: Sequence[float] | None) -> CaseComparison:
-    import numpy as np
 
     seed = int.from_bytes(cid.encode()[:8].ljust(8, b"\0"), "little") % (2**32)
     ratio, lo, hi = bootstrap_ratio(cur, base, ref_cur=ref_cur, ref_base=ref_base, confidence=confidence,
@@ -280,9 +289,6 @@ def regress(current: "str | Path | BenchResults", baseline: "str | Path | BenchR
 
 
 def write_baseline(results: "BenchResults", path: Path) -> None:
-    import json
+    from edgevit.files import atomic_write_json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results.to_dict(), indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, results.to_dict(), indent=1)

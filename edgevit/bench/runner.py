@@ -1,7 +1,7 @@
 """Run benchmark cases, one fresh subprocess each, and collect their results with the child's peak RSS.
 
 The child's peak RSS comes from `os.wait4(pid, 0)` (its own rusage): `RUSAGE_CHILDREN` would be a
-running maximum over every child so far and would blame one case for another's memory (FIELD_NOTES).
+running maximum over every child so far and would blame one case for another's memory.
 The wait4 happens in a tiny launcher process, because a child forked from a large parent inherits the
 parent's RSS high-water mark on Linux (see `_LAUNCHER`).
 Output goes to temporary files rather than pipes so that a chatty runtime cannot fill a pipe and
@@ -46,6 +46,9 @@ class Case:
     runtime_note: str = ""  # e.g. "fallback: ncnn is unavailable here"
     options: dict[str, Any] = field(default_factory=dict)
     reference: bool = False  # the gate's machine-speed reference case
+    error: str = ""  # why it could not even be prepared (its export failed): reported, never run
+    predicted: dict[str, Any] | None = None  # off the device: the profile's predicted latency for this case
+    verified: dict[str, Any] | None = None  # the artifact's verification against PyTorch (from its record)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +73,10 @@ class CaseResult:
     output_shape: list[int] = field(default_factory=list)
     wall_s: float = 0.0
     exit_code: int | None = None
+    # where it ran: board temperature/clock before, during and after the case (remote runs; see
+    # edgevit.bench.board), and the warnings they raised (governor not `performance`, clock dropped)
+    conditions: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -102,13 +109,19 @@ def _maxrss_mb(ru_maxrss: int) -> float:
     return ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
 
 
+def worker_spec(case: Case, protocol: Protocol, *, seed: int = 0, artifact: str | None = None) -> dict[str, Any]:
+    """The SPEC.json of `edgevit.bench.worker` for a case (`artifact`: its path where the worker runs)."""
+    return {
+        "artifact": artifact or case.artifact, "runtime": case.runtime, "threads": case.threads,
+        "batch": case.batch, "img_size": case.img_size, "protocol": protocol.to_dict(), "options": case.options,
+        "seed": seed,
+    }
+
+
 def run_case(case: Case, protocol: Protocol, *, timeout_s: float = 900.0, seed: int = 0) -> CaseResult:
     """Measure one case in a fresh `python -m edgevit.bench.worker` and return its result (never raises
     for a failing case: the error is data, so one broken artifact does not end a suite)."""
-    spec = {
-        "artifact": case.artifact, "runtime": case.runtime, "threads": case.threads, "batch": case.batch,
-        "img_size": case.img_size, "protocol": protocol.to_dict(), "options": case.options, "seed": seed,
-    }
+    spec = worker_spec(case, protocol, seed=seed)
     env = dict(os.environ) | thread_env(case.threads)
     env.pop("EDGEVIT_DEBUG", None)
     started = time.perf_counter()
@@ -134,6 +147,10 @@ def run_case(case: Case, protocol: Protocol, *, timeout_s: float = 900.0, seed: 
             timer.start()
             try:
                 _, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:  # Ctrl-C: the worker has its own session, so take it down too
+                _kill()
+                os.wait4(proc.pid, 0)
+                raise
             finally:
                 timer.cancel()
             proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen consistent
@@ -147,17 +164,25 @@ def run_case(case: Case, protocol: Protocol, *, timeout_s: float = 900.0, seed: 
     wall = time.perf_counter() - started
     peak = round(_maxrss_mb(usage_maxrss), 2)
     line = next((ln for ln in reversed(stdout.splitlines()) if ln.startswith(RESULT_PREFIX)), None)
-    if timed_out.is_set():
-        return CaseResult(case, False, f"timed out after {timeout_s:.0f} s", peak_rss_mb=peak, wall_s=wall,
-                          exit_code=proc.returncode)
+    return result_from_worker(case, line, stderr, exit_code=proc.returncode, peak_rss_mb=peak, wall_s=wall,
+                              timed_out=timeout_s if timed_out.is_set() else None)
+
+
+def result_from_worker(case: Case, line: str | None, stderr: str, *, exit_code: int | None,
+                       peak_rss_mb: float | None, wall_s: float, timed_out: float | None = None) -> CaseResult:
+    """A CaseResult from the worker's RESULT line (None when it printed none), wherever it ran."""
+    peak, wall = peak_rss_mb, wall_s
+    if timed_out is not None:
+        return CaseResult(case, False, f"timed out after {timed_out:.0f} s", peak_rss_mb=peak, wall_s=wall,
+                          exit_code=exit_code)
     if line is None:
-        tail = (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        tail = (stderr.strip().splitlines() or [f"exit code {exit_code}"])[-1]
         return CaseResult(case, False, f"worker crashed: {tail}", peak_rss_mb=peak, wall_s=wall,
-                          exit_code=proc.returncode)
+                          exit_code=exit_code)
     data = json.loads(line[len(RESULT_PREFIX):])
     if not data.get("ok"):
         return CaseResult(case, False, data.get("error", "unknown error"), peak_rss_mb=peak, wall_s=wall,
-                          exit_code=proc.returncode)
+                          exit_code=exit_code)
     samples_ms = [ns / 1e6 for ns in data["samples_ns"]]
     return CaseResult(
         case, True, stats=summarize(samples_ms), samples_ms=[round(s, 6) for s in samples_ms],
@@ -165,30 +190,36 @@ def run_case(case: Case, protocol: Protocol, *, timeout_s: float = 900.0, seed: 
         warmup_ms=data["warmup_ms"], peak_rss_mb=peak, rss_start_mb=data["rss_start_mb"],
         rss_loaded_mb=data["rss_loaded_mb"], runtime_version=data.get("runtime_version", ""),
         input_shape=data["input_shape"], output_shape=data["output_shape"], wall_s=wall,
-        exit_code=proc.returncode,
+        exit_code=exit_code,
     )
 
 
-def run_cases(cases: Sequence[Case], protocol: Protocol, *, progress: bool = False,
-              on_result: Callable[[CaseResult], None] | None = None, timeout_s: float = 900.0) -> list[CaseResult]:
-    """Run cases one after another (never in parallel: they would share the cores they measure)."""
-    results: list[CaseResult] = []
-    if not progress:
-        for case in cases:
-            results.append(run_case(case, protocol, timeout_s=timeout_s))
-            if on_result:
-                on_result(results[-1])
-        return results
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+# Runs one case and returns its result, never raising for a failing case: `run_case` here, a board's
+# `RemoteExecutor.run_case` over SSH (edgevit.bench.remote).
+CaseExecutor = Callable[..., CaseResult]
 
-    with Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("", total=len(cases))
-        for case in cases:
-            bar.update(task, description=case.id)
-            results.append(run_case(case, protocol, timeout_s=timeout_s))
-            if on_result:
-                on_result(results[-1])
-            bar.advance(task)
+
+def run_cases(cases: Sequence[Case], protocol: Protocol, *, progress: bool = False,
+              on_result: Callable[[CaseResult], None] | None = None, timeout_s: float = 900.0,
+              executor: CaseExecutor | None = None) -> list[CaseResult]:
+    """Run cases one after another (never in parallel: they would share the cores they measure).
+    `executor(case, protocol, timeout_s=...)` runs each one (default: `run_case`, here). A case that could
+    not be prepared is a failed result; Ctrl-C or SIGTERM marks the rest not run and keeps what was measured.
+    `progress` is kept for callers; steps always go to `edgevit.progress` (shown by the CLI)."""
+    from edgevit import progress as steps
+
+    run_one = executor or run_case
+    results: list[CaseResult] = []
+    try:
+        with steps.step(f"bench {len(cases)} case(s)", total=len(cases)) as advance:
+            for i, case in enumerate(cases, 1):
+                with steps.step(f"case {i}/{len(cases)}: {case.id}"):
+                    result = CaseResult(case, False, case.error) if case.error else run_one(
+                        case, protocol, timeout_s=timeout_s)
+                results.append(result)
+                if on_result:
+                    on_result(result)
+                advance(1)
+    except KeyboardInterrupt:  # stop, but keep (and let the caller write) what was measured
+        results += [CaseResult(c, False, "not run: interrupted") for c in cases[len(results):]]
     return results

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgevit.bench.protocol import Protocol
+from edgevit.bench.protocol import Protocol, protocol_from
 from edgevit.errors import ConfigError
 
 _TOP = {"name": str, "description": str, "profile": str, "threads": int, "reference": bool, "protocol": dict,
@@ -61,10 +61,27 @@ def _check(where: str, data: dict[str, Any], schema: dict[str, type]) -> None:
             raise ConfigError(f"{where}: field {key!r} must be {schema[key].__name__}, got {value!r}")
 
 
+PACKAGED_SUITES = Path(__file__).resolve().parents[1] / "suites"  # shipped in the wheel
+
+
+def suite_path(name_or_path: str | Path) -> Path:
+    """A suite file, or the name of a suite edgevit ships (`paper`, `smoke`)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = PACKAGED_SUITES / f"{p.stem}.yaml"
+    if p.suffix in ("", ".yaml", ".yml") and len(p.parts) <= 1 and shipped.is_file():
+        return shipped
+    if p.suffix in ("", ".yaml", ".yml") and p.parts[:-1] == ("benchmarks", "suites") and shipped.is_file():
+        return shipped  # the repository path of a shipped suite, used outside a checkout
+    known = ", ".join(sorted(f.stem for f in PACKAGED_SUITES.glob("*.yaml")))
+    raise ConfigError(f"suite {str(name_or_path)!r} not found (a YAML file, or one of the shipped suites: {known})")
+
+
 def load_suite(path: str | Path) -> Suite:
     import yaml
 
-    p = Path(path)
+    p = suite_path(path)
     try:
         data = yaml.safe_load(p.read_text())
     except OSError as exc:
@@ -103,25 +120,39 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def run_suite(path: str | Path, *, profile: str | None = None, threads: int | None = None,
-              runtime: str | None = None, protocol: Protocol | None = None, strict: bool = False,
-              progress: bool = False, cache_root: Path | None = None, log: Any = None,
-              options: dict[str, Any] | None = None) -> "Any":
+              runtime: str | None = None, protocol: dict[str, Any] | None = None, strict: bool = False,
+              progress: bool = False, cache_root: Path | None = None,
+              options: dict[str, Any] | None = None, executor: Any = None) -> "Any":
     """Plan every group of a suite, then run all cases in one pass (one fresh process each).
 
     `profile`, `threads` and `runtime` given here override the suite's; the suite's `threads` belong to
     its own profile, so another profile runs with that profile's threads unless `threads` says otherwise.
+    `executor`: where the cases run (default this machine; a board: `edgevit.bench.remote`).
     """
-    from edgevit.bench.api import Plan, plan, run_plan
+    from edgevit.bench.api import run_plan
 
     suite = load_suite(path)
+    merged = plan_suite(suite, profile=profile, threads=threads, runtime=runtime, strict=strict,
+                        cache_root=cache_root, options=options, executor=executor)
+    return run_plan(merged, protocol_from(suite.protocol, **(protocol or {})), progress=progress, suite=suite.name)
+
+
+def plan_suite(suite: Suite, *, profile: str | None = None, threads: int | None = None,
+               runtime: str | None = None, strict: bool = False, cache_root: Path | None = None,
+               options: dict[str, Any] | None = None, executor: Any = None) -> "Any":
+    """One Plan for every group of a suite (exports happen here, cached); see `run_suite`."""
+    from edgevit.bench.api import Plan, plan
+
+    path = suite.path
     own_profile = profile is None or profile == suite.profile
-    threads = threads or (suite.threads if own_profile else None)
+    if threads is None:
+        threads = suite.threads if own_profile else None
     merged: Plan | None = None
     for i, g in enumerate(suite.groups):
         p = plan([*g.models, *map(str, g.artifacts)], profile=profile or suite.profile, runtime=runtime or g.runtime,
                  precision=g.precisions or None, threads=threads, batch=g.batch or None,
                  img_size=g.img_size, strict=strict, reference=suite.reference and i == 0, cache_root=cache_root,
-                 log=log, options=options)
+                 options=options, executor=executor)
         if merged is None:
             merged = p
             continue
@@ -135,4 +166,4 @@ def run_suite(path: str | Path, *, profile: str | None = None, threads: int | No
     dup = next((i for i in ids if ids.count(i) > 1), None)
     if dup:
         raise ConfigError(f"{path}: case {dup!r} appears twice")
-    return run_plan(merged, protocol or suite.protocol, progress=progress, suite=suite.name)
+    return merged

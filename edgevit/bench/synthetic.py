@@ -9,8 +9,6 @@ models at once).
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 REFERENCE_NAME = "@reference"
@@ -53,10 +51,9 @@ def conv_stack(path: Path, layers: int = REFERENCE_LAYERS, *, channels: int = CH
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgevit.bench")
     model.ir_version = 8
     onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(model.SerializeToString())
-    return path
+    from edgevit.files import atomic_write_bytes
+
+    return atomic_write_bytes(path, model.SerializeToString())
 
 
 def conv_stack_macs(layers: int, *, channels: int = CHANNELS, size: int = SIZE) -> int:
@@ -68,15 +65,5 @@ def reference_artifact(cache_dir: Path) -> Path:
     name = f"conv_stack_{REFERENCE_LAYERS}x{REFERENCE_CHANNELS}c{REFERENCE_SIZE}px.onnx"
     path = Path(cache_dir) / "reference" / name
     if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        conv_stack(tmp, REFERENCE_LAYERS, channels=REFERENCE_CHANNELS, size=REFERENCE_SIZE)
-        tmp.replace(path)
+        conv_stack(path, REFERENCE_LAYERS, channels=REFERENCE_CHANNELS, size=REFERENCE_SIZE)
     return path
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from edgevit.artifact import MB
+from edgevit.files import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -27,26 +29,49 @@ def _f(x: float | None, spec: str = ".2f") -> str:
 
 
 def output_path(target: str | Path, results: "BenchResults", suffix: str) -> Path:
-    """`target` itself, or `<target>/<setup stem><suffix>` when it is a directory (or ends with '/')."""
-    p = Path(target)
-    if p.is_dir() or str(target).endswith(("/", "\\")):
-        p.mkdir(parents=True, exist_ok=True)
-        return p / f"{results.stem()}{suffix}"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p
+    """`target` itself, or `<target>/<setup stem><suffix>` when it is a directory (or ends with '/'); in a
+    directory an earlier run's file of the same setup is kept: the new one is numbered (-2, -3, ...)."""
+    p = Path(target).expanduser()
+    if not (p.is_dir() or str(target).endswith(("/", "\\"))):
+        return p
+    first = p / f"{results.stem()}{suffix}"
+    n = 2
+    path = first
+    while path.exists():
+        path = p / f"{results.stem()}-{n}{suffix}"
+        n += 1
+    return path
 
 
 def _reference_ms(results: "BenchResults", model: str | None, batch: int) -> float | None:
+    """The profile's published figure for this model, only when measured on that device: a device's figure
+    is never put beside another machine's measurement."""
+    if not results.setup.get("on_device"):
+        return None
     for ref in (results.profile or {}).get("references") or []:
         if model and ref.get("model") == model and int(ref.get("batch", 1)) == batch:
             return float(ref["latency_ms"])
     return None
 
 
+def measured_on(results: "BenchResults") -> str:
+    """local | remote | emulated (results from before boards existed are local)."""
+    return str(results.setup.get("measured_on") or "local")
+
+
+def where_prefix(results: "BenchResults") -> str:
+    """'' for this host; 'board NAME: ' for a board; an EMULATED label for a board under qemu."""
+    kind, board = measured_on(results), (results.setup.get("board") or {}).get("name", "")
+    if kind == "emulated":
+        return f"EMULATED board {board} (qemu-user on {results.host.get('kernel_arch', '?')}, not a device timing): "
+    return f"board {board}: " if kind == "remote" else ""
+
+
 def host_line(results: "BenchResults") -> str:
     h = results.host
     freq = f" @ {h['frequency_ghz']} GHz" if h.get("frequency_ghz") else ""
-    return f"{h.get('cpu')} x{h.get('cores')}{freq}, {h.get('memory_gb')} GB, {h.get('os')} {h.get('arch')}"
+    return (where_prefix(results)
+            + f"{h.get('cpu')} x{h.get('cores')}{freq}, {h.get('memory_gb')} GB, {h.get('os')} {h.get('arch')}")
 
 
 # ---------------------------------------------------------------- rows
@@ -65,12 +90,16 @@ def rows(results: "BenchResults") -> list[dict[str, Any]]:
         row |= {
             "load_ms": r.load_ms, "first_ms": r.first_ms, "peak_rss_mb": r.peak_rss_mb,
             "rss_loaded_mb": r.rss_loaded_mb,
-            "model_size_mb": round(c.model_size_bytes / 2**20, 3) if c.model_size_bytes else None,
+            "model_size_mb": round(c.model_size_bytes / MB, 3) if c.model_size_bytes else None,
             "params_m": round(c.params / 1e6, 3) if c.params else None,
             "gmacs": round(c.macs / 1e9, 3) if c.macs else None,
             "reference_ms": _reference_ms(results, c.model, c.batch),
+            "predicted_ms": (c.predicted or {}).get("predicted_ms"),
+            "predicted_interval_ms": "-".join(f"{v:.0f}" for v in (c.predicted or {}).get("interval_ms", [])) or None,
+            "predicted_for": (c.predicted or {}).get("device"),
             "runtime_version": r.runtime_version, "runtime_note": c.runtime_note,
-            "profile": s["profile"], "on_device": s["on_device"], "host_cpu": results.host.get("cpu"),
+            "profile": s["profile"], "on_device": s["on_device"], "measured_on": measured_on(results),
+            "board": (s.get("board") or {}).get("name", ""), "host_cpu": results.host.get("cpu"),
             "host_cores": results.host.get("cores"), "edgevit_version": v.get("edgevit", ""),
             "python_version": v.get("python", ""), "created": results.created,
         }
@@ -80,9 +109,7 @@ def rows(results: "BenchResults") -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- files
 def write_json(results: "BenchResults", target: str | Path) -> Path:
-    path = output_path(target, results, ".json")
-    path.write_text(json.dumps(results.to_dict(), indent=1) + "\n")
-    return path
+    return atomic_write_json(output_path(target, results, ".json"), results.to_dict(), indent=1)
 
 
 def to_csv(results: "BenchResults") -> str:
@@ -96,24 +123,19 @@ def to_csv(results: "BenchResults") -> str:
 
 
 def write_csv(results: "BenchResults", target: str | Path) -> Path:
-    path = output_path(target, results, ".csv")
-    path.write_text(to_csv(results))
-    return path
+    return atomic_write_text(output_path(target, results, ".csv"), to_csv(results))
 
 
 MD_COLUMNS = (("case", "id"), ("median ms", "median_ms"), ("p90 ms", "p90_ms"), ("p99 ms", "p99_ms"),
               ("mean ± std ms", None), ("min ms", "min_ms"), ("max ms", "max_ms"), ("runs", "runs"),
               ("load ms", "load_ms"), ("first ms", "first_ms"), ("peak RSS MB", "peak_rss_mb"),
               ("size MB", "model_size_mb"), ("GMACs", "gmacs"), ("params M", "params_m"),
-              ("published ms", "reference_ms"))
-
-
-# The terminal shows the essentials (the files carry every column).
-TERMINAL_KEYS = ("id", "median_ms", "p90_ms", "p99_ms", None, "min_ms", "runs", "load_ms", "first_ms", "peak_rss_mb",
-                 "model_size_mb", "reference_ms")
+              ("published ms", "reference_ms"), ("predicted for the device ms (80% interval)", "predicted"))
 
 
 def _cell(row: dict[str, Any], key: str | None) -> str:
+    if key == "predicted":
+        return "—" if row["predicted_ms"] is None else f"{row['predicted_ms']:.0f} ({row['predicted_interval_ms']})"
     if key is None:
         return f"{_f(row['mean_ms'])} ± {_f(row['std_ms'])}" if row["ok"] else "—"
     value = row.get(key)
@@ -122,13 +144,15 @@ def _cell(row: dict[str, Any], key: str | None) -> str:
     if key == "runs":
         return "—" if value is None else str(int(value))
     if isinstance(value, float):
-        return _f(value, ".3f" if key in ("gmacs", "params_m", "model_size_mb") else ".2f")
+        return _f(value, ".3f" if key in ("gmacs", "params_m") else ".2f")
     return "—" if value is None else str(value)
 
 
 def to_markdown(results: "BenchResults") -> str:
     s, v = results.setup, results.versions
     title = f"## edgevit bench: {s['profile']}" + ("" if s["on_device"] else f" settings on {results.host.get('cpu')}")
+    if measured_on(results) == "emulated":
+        title += " — EMULATED (qemu): correctness only, NOT device timings"
     proto = s["protocol"]
     lines = [
         title, "",
@@ -150,9 +174,7 @@ def to_markdown(results: "BenchResults") -> str:
 
 
 def write_markdown(results: "BenchResults", target: str | Path) -> Path:
-    path = output_path(target, results, ".md")
-    path.write_text(to_markdown(results))
-    return path
+    return atomic_write_text(output_path(target, results, ".md"), to_markdown(results))
 
 
 def parse_markdown_table(text: str) -> list[dict[str, str]]:
@@ -166,26 +188,68 @@ def parse_markdown_table(text: str) -> list[dict[str, str]]:
 
 
 # ---------------------------------------------------------------- terminal
-def bench_table(results: "BenchResults") -> "Table":
-    from rich.table import Table
+# The terminal's columns: (header, row key, shown only with --wide). Files carry every column.
+TERMINAL_COLUMNS = (
+    ("median ms", "median_ms", False), ("p90 ms", "p90_ms", False), ("p99 ms", "p99_ms", True),
+    ("mean ± std", None, True), ("min ms", "min_ms", True), ("runs", "runs", True), ("load ms", "load_ms", True),
+    ("first ms", "first_ms", True), ("peak RSS MB", "peak_rss_mb", False), ("size MB", "model_size_mb", False),
+    ("GMACs", "gmacs", True), ("published ms", "reference_ms", True),
+)
 
+
+def _short_id(row: dict[str, Any], one_runtime: bool) -> str:
+    """The case id without threads (and without the runtime when there is only one): the caption names them."""
+    short = row["id"].replace(f"/t{row['threads']}", "")
+    return short.replace(f"/{row['runtime']}", "") if one_runtime else short
+
+
+def bench_title(results: "BenchResults") -> str:
     s = results.setup
     title = f"edgevit bench — {s['profile']}"
     if not s["on_device"]:
-        title += f" settings on {results.host.get('cpu')} x{results.host.get('cores')} (NOT the device)"
-    caption = (f"{', '.join(s['runtimes'])} {results.versions.get(s['runtimes'][0], '') if s['runtimes'] else ''}; "
-               f"{s['threads']} threads; {host_line(results)}")
-    table = Table(title=title, caption=caption, header_style="bold")
-    cols = [(h, k) for h, k in MD_COLUMNS if k in TERMINAL_KEYS]
-    for head, key in cols:
-        table.add_column(head.replace(" ms", "\nms").replace(" MB", "\nMB").replace("mean ± std", "mean±std"),
-                         justify="left" if key == "id" else "right", no_wrap=key in ("id", None))
-    for row in rows(results):
-        cells = [_cell(row, k) for _, k in cols]
-        cells[0] = cells[0].replace(f"/{row['runtime']}", "").replace(f"/t{row['threads']}", "")  # in the caption
-        style = "red" if not row["ok"] else ("dim" if row["id"].startswith("@") else None)
-        table.add_row(*cells, style=style)
-    return table
+        title += f" settings on {results.host.get('cpu')} x{results.host.get('cores')} (not the device)"
+    if measured_on(results) == "emulated":
+        title += " — EMULATED (qemu): correctness only, NOT device timings"
+    elif measured_on(results) == "remote":
+        title += f" — on board {(s.get('board') or {}).get('name', '?')}"
+    return title
+
+
+def bench_table(results: "BenchResults", *, wide: bool = False) -> "Table":
+    """The terminal table: 80 columns by default (case, median, p90, first inference, peak RSS, size),
+    every column with `wide`; failed cases show their reason under the table (`failure_lines`)."""
+    from edgevit.richtable import Column, table
+
+    s = results.setup
+    runtimes = ", ".join(f"{rt} {results.versions.get(rt, '')}".strip() for rt in s["runtimes"])
+    caption = f"{runtimes}; {s['threads']} threads; {host_line(results)}"
+    shown = [(h, k, w) for h, k, w in TERMINAL_COLUMNS if s["on_device"] or k != "reference_ms"]
+    if any(c.case.predicted for c in results.cases):  # off the device: its predicted latency, labelled
+        shown.append((f"predicted on {s['profile']} ms", "predicted", False))
+    cols = [Column("case", numeric=False, wrap=False)] + [Column(h, wide=w) for h, _k, w in shown]
+    keys = [k for _h, k, _w in shown]
+    data = rows(results)
+    one = len({r["runtime"] for r in data if not r["id"].startswith("@")}) <= 1
+    cells = [[_short_id(r, one) + ("" if r["ok"] else " (failed)"), *(_cell(r, k) for k in keys)] for r in data]
+    styles = ["red" if not r["ok"] else ("dim" if r["id"].startswith("@") else None) for r in data]
+    return table(cols, cells, title=bench_title(results), caption=caption, wide=wide, styles=styles)
+
+
+def choice_lines(results: "BenchResults") -> list[str]:
+    """`--runtime auto`: one line per model naming the fastest candidate within the accuracy budget."""
+    from edgevit.bench.choose import Candidate, Choice, summary_line
+
+    lines = []
+    for data in (results.setup.get("auto") or {}).values():
+        cands = [Candidate(**c) for c in data["candidates"]]
+        chosen = next((c for c in cands if data["chosen"] and c.case == data["chosen"]["case"]), None)
+        lines.append(summary_line(Choice(data["model"], chosen, cands, data["budget"])))
+    return lines
+
+
+def failure_lines(results: "BenchResults") -> list[str]:
+    """One line per failed case: its id and the one-line reason."""
+    return [f"{c.case.id}: {c.error}" for c in results.cases if not c.ok]
 
 
 VERDICT_STYLE = {"regression": "bold red", "error": "red", "improvement": "bold green", "missing": "yellow",

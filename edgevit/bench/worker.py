@@ -4,8 +4,10 @@ It runs in a fresh interpreter so that every case starts cold (load time and fir
 real), its peak RSS is its own (the parent reads it with `os.wait4`), and one case's threads, caches
 or allocator state cannot leak into the next. It pins threads (intra-op threads of the runner plus
 the OpenMP/MKL/OpenBLAS environment, set before numpy is imported), loads the artifact through
-`edgevit.runtimes.open_runner`, times it with the protocol and prints one JSON line prefixed with
-RESULT_PREFIX as its last line of stdout. Torch is never imported here: it would dominate the RSS.
+`edgevit.backends.open_runner`, times it with the protocol and prints one JSON line prefixed with
+RESULT_PREFIX as its last line of stdout. The worker itself imports neither torch nor any exporter;
+a runtime that is built on torch (ExecuTorch, the lite interpreter) brings it, and then its peak RSS
+honestly includes it.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from edgevit.bench.protocol import Protocol, measure
-    from edgevit.runtimes import get_runtime, open_runner
+    from edgevit.backends import get_runtime, open_runner
 
     protocol = Protocol.from_dict(spec.get("protocol") or {})
     avail = get_runtime(spec["runtime"]).probe()

@@ -2,77 +2,53 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from edgevit.cli.app import app, console
-
-
-def _row(name: str, *, measure: bool) -> dict[str, Any]:
-    from edgevit.models import create_model, model_info
-    from edgevit.models._macs import count_macs, count_params
-
-    info = model_info(name)
-    row: dict[str, Any] = {
-        "name": info.name,
-        "family": info.family,
-        "aliases": list(info.aliases),
-        "official_checkpoint": info.official,
-        "img_size": info.default_cfg["img_size"],
-        "published": {"params_m": info.params_m, "gmacs": info.gmacs, "top1": info.top1},
-        "paper": info.paper,
-    }
-    if measure:
-        model = create_model(name)
-        row["params_m"] = round(count_params(model) / 1e6, 3)
-        row["gmacs"] = round(count_macs(model, info.default_cfg["img_size"]) / 1e9, 3)
-    return row
-
-
-def _fmt(value: float | None, spec: str = ".2f") -> str:
-    return "—" if value is None else format(value, spec)
+from edgevit.richtable import Column, fmt, show, table
 
 
 @app.command("models")
 def models_cmd(
-    family: Annotated[str | None, typer.Option(help="Only this family (fcaformer, cabvit, casvit, stvit).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    fast: Annotated[bool, typer.Option("--fast", help="Skip building models; published figures only.")] = False,
+    family: Annotated[str | None, typer.Option(metavar="NAME", help="Only this family (fcaformer, cabvit, casvit, "
+                                               "stvit).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", metavar="", help="Machine-readable output.")] = False,
+    count: Annotated[bool, typer.Option("--count", metavar="", help="Count params and GMACs here (builds every "
+                                        "model once; cached afterwards).")] = False,
+    wide: Annotated[bool, typer.Option("--wide", metavar="", help="Also the papers.")] = False,
 ) -> None:
-    """List the model zoo: family, params and GMACs at 224 (counted here) beside the published figures."""
+    """List the model zoo: family, published params/GMACs/top-1, and the figures counted here (cached;
+    --count to compute them)."""
     from edgevit.models import list_models
+    from edgevit.models._summary import summaries
 
     names = list_models(family)
     if not names:
         from edgevit.errors import ConfigError
 
-        raise ConfigError(f"no models in family {family!r}")
-    rows = [_row(n, measure=not fast) for n in names]
+        raise ConfigError(f"no models in family {family!r}; families: {', '.join(_families())}")
+    rows = summaries(names, count=count)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="edgevit model zoo", header_style="bold")
-    table.add_column("name", no_wrap=True)
-    table.add_column("family", no_wrap=True)
-    for col in ("params (M)", "GMACs @224", "published params / GMACs", "top-1 %"):
-        table.add_column(col, justify="right")
-    table.add_column("paper", no_wrap=True, overflow="ellipsis", max_width=48)
-    for r in rows:
-        pub = r["published"]
-        table.add_row(
-            r["name"] + ("" if r["official_checkpoint"] else " *"),
-            r["family"],
-            _fmt(r.get("params_m")),
-            _fmt(r.get("gmacs")),
-            f"{_fmt(pub['params_m'])} / {_fmt(pub['gmacs'])}",
-            _fmt(pub["top1"], ".1f"),
-            r["paper"],
-        )
-    console.print(table)
-    if not all(r["official_checkpoint"] for r in rows):
-        console.print("* no official checkpoint (built from the paper's description)", style="dim")
+    cols = [Column("name", numeric=False, wrap=False), Column("family", numeric=False), Column("params M"),
+            Column("GMACs"), Column("published params/GMACs"), Column("top-1 %"),
+            Column("paper", numeric=False, wide=True)]
+    cells = [[r["name"] + ("" if r["official_checkpoint"] else " *"), r["family"], fmt(r["params_m"]),
+              fmt(r["gmacs"]), f"{fmt(r['published']['params_m'])} / {fmt(r['published']['gmacs'])}",
+              fmt(r["published"]["top1"], ".1f"), r["paper"]] for r in rows]
+    notes = ["* no official checkpoint (built from the paper)"] if not all(r["official_checkpoint"] for r in rows) else []
+    if any(r["params_m"] is None for r in rows):
+        notes.append("— not counted yet: edgevit models --count")
+    show(console, table(cols, cells, title="edgevit model zoo", caption="; ".join(notes), wide=wide))
+
+
+def _families() -> list[str]:
+    from edgevit.models import list_models, model_info
+
+    return sorted({model_info(n).family for n in list_models()})
 
 
 @app.command("info")
@@ -82,9 +58,10 @@ def info_cmd(
 ) -> None:
     """One model's config, counted params/MACs and a layer summary."""
     from edgevit.models import create_model, model_info
+    from edgevit.models._summary import summaries
 
     info = model_info(name)
-    row = _row(info.name, measure=True)
+    row = summaries([info.name], count=True)[0]
     model = create_model(info.name)
     children = [
         {"name": n, "type": type(m).__name__, "params": sum(p.numel() for p in m.parameters())}
@@ -99,15 +76,12 @@ def info_cmd(
         console.print(f"aliases: {', '.join(info.aliases)}")
     pub = row["published"]
     console.print(
-        f"params {row['params_m']:.2f} M (published {_fmt(pub['params_m'])}), "
-        f"GMACs {row['gmacs']:.2f} @ {cfg['img_size']} (published {_fmt(pub['gmacs'])}), "
-        f"top-1 {_fmt(pub['top1'], '.1f')} %"
+        f"params {row['params_m']:.2f} M (published {fmt(pub['params_m'])}), "
+        f"GMACs {row['gmacs']:.2f} @ {cfg['img_size']} (published {fmt(pub['gmacs'])}), "
+        f"top-1 {fmt(pub['top1'], '.1f')} %"
     )
-    console.print(f"default config: {cfg}")
-    table = Table(title="top-level layers", header_style="bold")
-    table.add_column("name")
-    table.add_column("type")
-    table.add_column("params", justify="right")
-    for c in children:
-        table.add_row(c["name"], c["type"], f"{c['params']:,}")
-    console.print(table)
+    console.print("default config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()), highlight=False,
+                  soft_wrap=True)
+    cols = [Column("name", numeric=False, wrap=False), Column("type", numeric=False), Column("params")]
+    show(console, table(cols, [[c["name"], c["type"], f"{c['params']:,}"] for c in children],
+                        title="top-level layers"))

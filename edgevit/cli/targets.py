@@ -11,11 +11,11 @@ from edgevit.cli.app import app, console
 
 @app.command("targets")
 def targets_cmd(
-    markdown: Annotated[bool, typer.Option("--markdown", help="Print the README support matrix.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", metavar="", help="Print the README support matrix.")] = False,
 ) -> None:
     """List export targets: artifact suffix, precisions, what int8 means, runtime and pip extra."""
-    from edgevit.exporters.matrix import support_matrix_markdown
-    from edgevit.exporters.targets import targets
+    from edgevit.backends import backends
+    from edgevit.backends.matrix import support_matrix_markdown
 
     if markdown:
         typer.echo(support_matrix_markdown())
@@ -23,7 +23,7 @@ def targets_cmd(
     table = Table(title="export targets", header_style="bold")
     for col in ("target", "artifact", "precisions", "int8 means", "runtime", "extra", "needs"):
         table.add_column(col)
-    for t in sorted(targets().values(), key=lambda t: t.key):
-        table.add_row(t.key, t.suffix, ", ".join(t.precisions), t.int8 or "—", t.runtime or "—", t.extra,
-                      t.requirement or "—")
+    for b in backends().values():
+        table.add_row(b.key, b.suffix, ", ".join(b.precisions), b.int8 or "—", b.runtime.key if b.runtime else "—",
+                      b.extra, b.requirement or "—")
     console.print(table)

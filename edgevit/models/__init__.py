@@ -5,6 +5,7 @@ from typing import Any
 
 from torch import nn
 
+from edgevit.models._build import MODEL_INIT, SEEDED, apply_seeded_weights, build_reference, state_dict_sha256
 from edgevit.models._checkpoint import load_checkpoint, read_checkpoint, unwrap_state_dict
 from edgevit.models._registry import ModelInfo, list_aliases, list_models, model_info, register_model, resolve_name
 
@@ -23,7 +24,12 @@ def create_model(name: str, checkpoint: Any = None, **kwargs: Any) -> nn.Module:
 
 
 __all__ = [
+    "MODEL_INIT",
+    "SEEDED",
     "ModelInfo",
+    "apply_seeded_weights",
+    "build_reference",
+    "state_dict_sha256",
     "create_model",
     "list_aliases",
     "list_models",

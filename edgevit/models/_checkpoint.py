@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,12 +23,28 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Mapping[str, object]:
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickle-protocol notices of the safe unpickler
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
-        raise CheckpointError(f"cannot read checkpoint {p}: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot read checkpoint {p}: {_what_it_is_not(p, exc)}") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {p} holds a {type(obj).__name__}, not a state dict")
     return obj
+
+
+def _what_it_is_not(path: Path, exc: Exception) -> str:
+    """Why a file is no state dict, in our words: torch's own message suggests the unsafe load."""
+    import pickle
+    import zipfile
+
+    if isinstance(exc, pickle.UnpicklingError):
+        if zipfile.is_zipfile(path):
+            return ("it holds Python objects besides tensors (a whole pickled model or training state?); "
+                    "edgevit loads state dicts only and never unpickles code: save model.state_dict() instead")
+        return "it is not a PyTorch checkpoint (a torch.save file of tensors)"
+    first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    return first
 
 
 def unwrap_state_dict(obj: Mapping[str, object]) -> StateDict:

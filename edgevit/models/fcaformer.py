@@ -465,17 +465,17 @@ def fcaformer_l4(**kwargs) -> FcaFormer:
 
 # CabViT-H: the FcaFormer hybrid with an unbounded cross-token window (the official CabViT README
 # gives no per-variant top-1; sizes are those of the identical FcaFormer architectures).
-@register_model(family="fcaformer", paper=PAPER_CABVIT, top1=None, params_m=6.2, gmacs=1.4)
+@register_model(family="cabvit", paper=PAPER_CABVIT, top1=None, params_m=6.2, gmacs=1.4)
 def cabvit_h_l1(**kwargs) -> FcaFormer:
     return _hybrid("l1", None, **kwargs)
 
 
-@register_model(family="fcaformer", paper=PAPER_CABVIT, top1=None, params_m=16.3, gmacs=3.6)
+@register_model(family="cabvit", paper=PAPER_CABVIT, top1=None, params_m=16.3, gmacs=3.6)
 def cabvit_h_l2(**kwargs) -> FcaFormer:
     return _hybrid("l2", None, **kwargs)
 
 
-@register_model(family="fcaformer", paper=PAPER_CABVIT, top1=None, params_m=27.9, gmacs=6.7)
+@register_model(family="cabvit", paper=PAPER_CABVIT, top1=None, params_m=27.9, gmacs=6.7)
 def cabvit_h_l3(**kwargs) -> FcaFormer:
     return _hybrid("l3", None, **kwargs)
 

@@ -10,11 +10,14 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgevit.errors import CalibrationError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -66,11 +69,12 @@ class CalibrationSet:
 
 
 def _to_rgb_uint8(img: np.ndarray) -> np.ndarray:
+    """An array of any dtype/range (skimage's photos) as uint8 RGB: floats are 0-1, 16-bit ints 0-65535."""
     img = np.asarray(img)
     if img.dtype != np.uint8:
-        img = img.astype(np.float64)
-        hi = 1.0 if img.max() <= 1.0 else 255.0
-        img = np.clip(img / hi * 255.0, 0, 255).astype(np.uint8)
+        hi = 65535.0 if img.dtype in (np.uint16, np.int32, np.uint32) and img.max() > 255 else (
+            1.0 if img.dtype.kind == "f" and img.max() <= 1.0 else 255.0)
+        img = np.clip(img.astype(np.float64) / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)
     if img.shape[-1] == 4:
@@ -78,21 +82,35 @@ def _to_rgb_uint8(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def pil_to_rgb(im: "Image.Image") -> np.ndarray:
+    """Every PIL mode into the same 0-255 RGB: 16-bit and 32-bit integer images by their full range
+    (PIL's own convert clips them at 255), float images from 0-1, palette/CMYK/alpha through PIL."""
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return _to_rgb_uint8(np.asarray(im, dtype=np.uint16))
+    if mode == "I":
+        return _to_rgb_uint8(np.asarray(im, dtype=np.int32).clip(0, 65535).astype(np.uint16))
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        return _to_rgb_uint8(np.nan_to_num(arr, nan=0.0).clip(0, None))
+    return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+
+
+def _resize_box(img: np.ndarray, size: int, box: tuple[float, float, float, float]) -> np.ndarray:
+    """The source region `box` (left, top, right, bottom) resized to size x size (bicubic): only that
+    region is touched, so memory and time are bounded by the output, whatever the source's shape."""
     from PIL import Image
 
-    return np.asarray(Image.fromarray(img).resize(size, Image.BICUBIC))  # size is (w, h)
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC, box=box))
 
 
 def center_crop(img: np.ndarray, img_size: int, crop_pct: float = CROP_PCT) -> np.ndarray:
-    """Resize the shorter side to img_size / crop_pct and centre-crop img_size x img_size (uint8 HWC)."""
+    """Resize the shorter side to img_size / crop_pct and centre-crop img_size x img_size (uint8 HWC),
+    done as one resize of the central square of side crop_pct * shorter side (the same transform)."""
     h, w = img.shape[:2]
-    short = max(img_size, int(round(img_size / crop_pct)))
-    scale = short / min(h, w)
-    nw, nh = max(img_size, round(w * scale)), max(img_size, round(h * scale))
-    img = _resize(img, (nw, nh))
-    top, left = (nh - img_size) // 2, (nw - img_size) // 2
-    return img[top : top + img_size, left : left + img_size]
+    side = min(h, w) * min(1.0, crop_pct)
+    left, top = (w - side) / 2, (h - side) / 2
+    return _resize_box(img, img_size, (left, top, left + side, top + side))
 
 
 def random_crop(img: np.ndarray, img_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -108,7 +126,7 @@ def random_crop(img: np.ndarray, img_size: int, rng: np.random.Generator) -> np.
             break
     else:
         crop = img
-    out = _resize(np.ascontiguousarray(crop), (img_size, img_size))
+    out = _resize_box(np.ascontiguousarray(crop), img_size, (0, 0, crop.shape[1], crop.shape[0]))
     return out[:, ::-1] if rng.random() < 0.5 else out
 
 
@@ -160,15 +178,28 @@ def find_images(folder: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
+MAX_PIXELS = 64_000_000  # a declared size above this is refused before decoding (photos are ~12-50 MP)
+MIN_SIDE = 8  # shorter side, pixels: below this there is nothing to crop an image from
+
+
 def read_image(path: Path) -> np.ndarray:
-    """One image file as uint8 RGB; CalibrationError naming the file when it cannot be decoded."""
+    """One image file as uint8 RGB; CalibrationError naming the file when it cannot or must not be decoded.
+    The declared size is checked from the header first, so a decompression bomb never reaches memory."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise CalibrationError(f"image {path} declares {w}x{h} pixels (more than {MAX_PIXELS / 1e6:.0f} MP):"
+                                       " refused before decoding; downscale it or leave it out")
+            if min(w, h) < MIN_SIDE:
+                raise CalibrationError(f"image {path} is {w}x{h} pixels: too small to crop a view from")
             im.load()
-            return _to_rgb_uint8(np.asarray(im.convert("RGB")))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            return pil_to_rgb(im)
+    except CalibrationError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
         raise CalibrationError(f"cannot read image {path}: {str(exc).splitlines()[0]}") from None
 
 

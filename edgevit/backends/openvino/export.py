@@ -27,7 +27,7 @@ from typing import Any
 
 from edgevit.backends.openvino.runner import DEFAULT_INFERENCE_PRECISION, IR_XML, ir_xml
 from edgevit.errors import ConfigError, ExportError
-from edgevit.exporters.targets import ExportRequest, ExportResult
+from edgevit.backends.base import ExportRequest, ExportResult
 
 IR_BIN = "model.bin"
 # target options besides the int8 ones (edgevit.backends.openvino.quantize.OPTION_KEYS)
@@ -43,19 +43,17 @@ def _check_options(req: ExportRequest) -> None:
     if unknown:
         raise ConfigError(f"unknown option(s) for target openvino {req.precision}: {', '.join(unknown)}; "
                           f"it reads: {', '.join(allowed)}")
-    if req.calib_method != "minmax":
-        raise ConfigError("--calib-method is ONNX Runtime's; openvino int8 uses NNCF's own range estimators")
     if req.preset is not None and req.precision != "int8":
         raise ConfigError("--preset applies to --int8 only")
     if req.precision == "int8":
         from edgevit.backends.openvino.quantize import Int8Settings
 
-        Int8Settings.from_options(req.options, req.preset)  # bad int8 options fail before any work
+        Int8Settings.from_options(req.options, req.preset, force=req.int8_force)  # bad int8 options fail before any work
 
 
 def _onnx_fp32(req: ExportRequest, path: Path) -> dict[str, Any]:
     """edgevit's fp32 ONNX of the deploy form, exactly as the onnx target writes it."""
-    from edgevit.exporters.onnx import export_onnx
+    from edgevit.backends.onnx.export import export_onnx
 
     sub = dataclasses.replace(req, precision="fp32", output=path, calib=None, preset=None,
                               options={k: v for k, v in req.options.items() if k == "exporter"})
@@ -156,7 +154,7 @@ def _quantize(model: Any, req: ExportRequest) -> tuple[Any, Any]:
 
     if req.calib is None:
         raise ExportError("int8 needs calibration images (the pipeline passes them)")
-    settings = Int8Settings.from_options(req.options, req.preset)
+    settings = Int8Settings.from_options(req.options, req.preset, force=req.int8_force)
     batch = 1 if req.dynamic_batch else req.batch
     with _progress() as status:
         return quantize_openvino(model, req.calib, _budget_images(req), batch=batch, threads=req.threads,

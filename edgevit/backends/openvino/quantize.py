@@ -13,7 +13,7 @@
    (by `MARGIN_US` and `MARGIN_REL`) are kept float.
 5. Re-quantize with `ignored_scope` = every op kept float (NNCF's own mechanism, so bias correction
    sees the final choice), check compilation and the budget again, and time int8 against fp32 end to
-   end (paired). An int8 slower than fp32 in most rounds is refused unless `int8_force=true`.
+   end (paired). An int8 slower than fp32 in most rounds is refused unless the export's `int8_force` (`--int8-force`).
 
 The searches in steps 2-3 do not re-run NNCF: they remove the FakeQuantize nodes that feed the ops
 under test from the quantized model (`dequantize_ops`), which restores their float inputs and weights.
@@ -23,14 +23,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from edgevit.backends.openvino import costs as cost_mod
-from edgevit.errors import CalibrationError, ConfigError, ExportError
+from edgevit.errors import CalibrationError, ConfigError, ExportError, Int8NotFasterError
 from edgevit.quantize.data import CalibrationSet
 
 COSINE_BUDGET = 0.995  # worst image, to OpenVINO fp32 (issue 18's budget on the real photos)
@@ -45,7 +45,8 @@ PASS_THROUGH = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Conve
 MODEL_TYPES = ("transformer", "none")
 PRESETS = ("performance", "mixed")
 BEFORE_LATENCY = "int8_without_latency_choices"  # the int8 timed beside the final one
-OPTION_KEYS = ("int8_ignore", "int8_force", "int8_cosine", "int8_search", "model_type", "rounds")
+OPTION_KEYS = ("int8_ignore", "int8_cosine", "int8_search", "model_type", "rounds")
+FORCE_FLAG = "--int8-force"  # the export flag that ships a slower int8 (Python: export(..., int8_force=True))
 
 
 @dataclass
@@ -117,9 +118,39 @@ def quantized_ops(model: Any) -> dict[str, str]:
     return {q: by_name[q].get_type_name() for q in sorted(names, key=order.__getitem__)}
 
 
-def dequantize_ops(model: Any, names: set[str]) -> Any:
+def float_biases(fp32: Any) -> dict[str, np.ndarray]:
+    """The fp32 model's constants that feed an Add (the biases), by name: NNCF's fast bias correction
+    rewrites those of the ops it quantizes, in place and under the same names."""
+    out = {}
+    for op in fp32.get_ordered_ops():
+        if op.get_type_name() == "Constant" and any(
+                t.get_node().get_type_name() == "Add" for t in op.output(0).get_target_inputs()):
+            out[op.get_friendly_name()] = op.get_data().copy()
+    return out
+
+
+def _restore_bias(op: Any, biases: Mapping[str, np.ndarray]) -> None:
+    """Put back the fp32 bias of the Add that follows `op` (directly or through pass-through ops)."""
+    from openvino import opset13
+
+    frontier = [t.get_node() for t in op.output(0).get_target_inputs()]
+    for node in frontier:
+        if node.get_type_name() in PASS_THROUGH:
+            frontier += [t.get_node() for t in node.output(0).get_target_inputs()]
+        elif node.get_type_name() == "Add":
+            for port in node.inputs():
+                src = port.get_source_output().get_node()
+                name = src.get_friendly_name()
+                if src.get_type_name() == "Constant" and name in biases and not np.array_equal(
+                        src.get_data(), biases[name]):
+                    port.replace_source_output(opset13.constant(biases[name]).output(0))
+
+
+def dequantize_ops(model: Any, names: set[str], biases: Mapping[str, np.ndarray] | None = None) -> Any:
     """A copy of `model` where the FakeQuantize nodes feeding `names` are bypassed: those ops see their
-    float inputs and weights again (the ops a search keeps float, without re-running NNCF)."""
+    float inputs and weights again (the ops a search keeps float, without re-running NNCF). `biases`
+    (`float_biases` of the fp32 model) also undoes bias correction on them: a corrected bias without its
+    quantizer is wrong in float (on seeded weights it cost a toy ViT's worst cosine 0.976)."""
     copy = model.clone()
     for op in copy.get_ordered_ops():
         if op.get_friendly_name() not in names:
@@ -130,6 +161,8 @@ def dequantize_ops(model: Any, names: set[str]) -> Any:
                 edge, src = src.input(0), src.input_value(0).get_node()
             if src.get_type_name() == "FakeQuantize":
                 edge.replace_source_output(src.input_value(0))
+        if biases:
+            _restore_bias(op, biases)
     copy.validate_nodes_and_infer_types()
     return copy
 
@@ -235,11 +268,16 @@ def _quiet_nncf() -> Iterator[None]:
 
 def nncf_quantize(model: Any, calib: CalibrationSet, *, batch: int, preset: str, model_type: str,
                   ignored: Sequence[str]) -> Any:
-    """One NNCF post-training quantization of an fp32 OpenVINO model."""
+    """One NNCF post-training quantization of an fp32 OpenVINO model, its weights left behind FakeQuantize
+    nodes (NNCF otherwise stores them as int8 constants, which `dequantize_ops` could not make float
+    again); `compress_weights` stores them as int8 for the artifact."""
     import nncf
+    from nncf.openvino.quantization.backend_parameters import BackendParameters
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
     data = [np.ascontiguousarray(np.repeat(x, batch, axis=0)) if batch > 1 else x for x in calib.batches(1)]
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"advanced_parameters": AdvancedQuantizationParameters(
+        backend_params={BackendParameters.COMPRESS_WEIGHTS: False})}
     if model_type == "transformer":
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
     if ignored:
@@ -252,6 +290,16 @@ def nncf_quantize(model: Any, calib: CalibrationSet, *, batch: int, preset: str,
         raise ConfigError(f"int8_ignore: {str(exc).splitlines()[0]}") from None
     except Exception as exc:  # noqa: BLE001 - NNCF raises its own and OpenVINO's types
         raise ExportError(f"NNCF quantization failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def compress_weights(model: Any) -> Any:
+    """A copy with the FakeQuantize of every constant weight folded into int8 constants (what NNCF does by
+    default): the artifact's weights take a quarter of the space, and it computes the same."""
+    from openvino._offline_transformations import compress_quantize_weights_transformation
+
+    copy = model.clone()
+    compress_quantize_weights_transformation(copy)
+    return copy
 
 
 # ------------------------------------------------------------------------------------- the procedure
@@ -270,7 +318,8 @@ class Int8Settings:
     rounds: int = TIMING_ROUNDS
 
     @classmethod
-    def from_options(cls, options: dict[str, Any], preset: str | None) -> Int8Settings:
+    def from_options(cls, options: dict[str, Any], preset: str | None, *, force: bool = False) -> Int8Settings:
+        """Settings from `-O` options; `force` is the export's `int8_force` (`--int8-force`)."""
         preset = preset or "performance"
         if preset not in PRESETS:
             raise ConfigError(f"openvino int8 preset must be one of {', '.join(PRESETS)}, not {preset!r}")
@@ -285,10 +334,9 @@ class Int8Settings:
         rounds = options.get("rounds", TIMING_ROUNDS)
         if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 3:
             raise ConfigError(f"rounds must be an integer of at least 3, not {rounds!r}")
-        for key in ("int8_force", "int8_search"):
-            if key in options and not isinstance(options[key], bool):
-                raise ConfigError(f"{key} must be true or false, not {options[key]!r}")
-        return cls(preset=preset, model_type=model_type, ignore=ignore, force=bool(options.get("int8_force", False)),
+        if "int8_search" in options and not isinstance(options["int8_search"], bool):
+            raise ConfigError(f"int8_search must be true or false, not {options['int8_search']!r}")
+        return cls(preset=preset, model_type=model_type, ignore=ignore, force=force,
                    cosine=float(cosine), search=bool(options.get("int8_search", True)), rounds=rounds)
 
 
@@ -308,6 +356,7 @@ def quantize_openvino(
     report = Int8Report(nncf_version=nncf.__version__, preset=settings.preset, model_type=settings.model_type,
                         calibration_images=len(calib.calib), threads=threads)
     kept: dict[str, dict[str, Any]] = {}
+    biases = float_biases(fp32)
     progress("NNCF quantization")
     q0 = nncf_quantize(fp32, calib, batch=batch, preset=settings.preset, model_type=settings.model_type,
                        ignored=settings.ignore)
@@ -326,7 +375,7 @@ def quantize_openvino(
         ops = quantized_ops(model)
         sig = signature(model)
         same = {n: [m for m in ops if m != n and sig[m] == sig[n]] for n in ops}
-        for op in keep_float_until(list(ops), set(), lambda fl: _compile_error(dequantize_ops(model, fl), threads)
+        for op in keep_float_until(list(ops), set(), lambda fl: _compile_error(dequantize_ops(model, fl, biases), threads)
                                    is not None, "compilation", siblings=same.__getitem__, limit=len(ops)):
             kept[op] = _float_entry(op, ops[op], "compile", error=err, step=step)
 
@@ -351,13 +400,13 @@ def quantize_openvino(
         progress("int8: accuracy budget")
         budget_fixes = keep_float_until(
             [n for n in names if n not in kept], set(kept) - set(settings.ignore),
-            lambda fl: worst_cosine(dequantize_ops(q0, fl)) < settings.cosine, f"cosine >= {settings.cosine}")
+            lambda fl: worst_cosine(dequantize_ops(q0, fl, biases)) < settings.cosine, f"cosine >= {settings.cosine}")
         for op in budget_fixes:
             kept[op] = _float_entry(op, qops[op], "accuracy", budget=settings.cosine)
 
         # 4. per-node costs, int8 (with the float choices so far) vs fp32
         progress("int8: per-node costs")
-        current = dequantize_ops(q0, set(kept) - set(settings.ignore))
+        current = dequantize_ops(q0, set(kept) - set(settings.ignore), biases)
         x = images[:batch] if len(images) >= batch else np.repeat(images[:1], batch, axis=0)
         slow = _slow_ops(fp32, current, x, threads, qops, kept, report, settings.rounds)
         for c in slow:
@@ -378,7 +427,7 @@ def quantize_openvino(
             if len(kept) == before and settings.search and worst_cosine(model) < settings.cosine:
                 progress("int8: accuracy budget after re-quantization")
                 fq = quantized_ops(model)
-                for op in keep_float_until(list(fq), set(), lambda fl, m=model: worst_cosine(dequantize_ops(m, fl))
+                for op in keep_float_until(list(fq), set(), lambda fl, m=model: worst_cosine(dequantize_ops(m, fl, biases))
                                            < settings.cosine, f"cosine >= {settings.cosine} after re-quantization"):
                     kept[op] = _float_entry(op, fq[op], "accuracy", budget=settings.cosine,
                                             step=f"re-quantization {attempt + 1}")
@@ -386,7 +435,7 @@ def quantize_openvino(
                 return model
         raise ExportError(f"int8: still failing after {MAX_REQUANTIZE} re-quantizations (ops kept float: {len(kept)})")
 
-    final = q0 if set(kept) == set(settings.ignore) else settle()
+    final = compress_weights(q0 if set(kept) == set(settings.ignore) else settle())
     report.float_ops = list(kept.values())
     int8_runner = _runner(final, threads, "int8")
 
@@ -428,13 +477,13 @@ def quantize_openvino(
     int8_runner.close()
     sp = report.latency["speedup_vs_fp32"]
     if sp["p90"] < 1.0 and not settings.force:
-        raise ExportError(
+        raise Int8NotFasterError(
             f"int8 is slower than fp32 in OpenVINO here: {sp['median']:.2f}x fp32 (p10-p90 {sp['p10']:.2f}-"
             f"{sp['p90']:.2f}, {settings.rounds} paired rounds, {threads or 'default'} threads); export fp32, or "
-            "pass -O int8_force=true to ship the slower int8"
+            f"pass {FORCE_FLAG} (Python: int8_force=True) to write it anyway"
         )
     if sp["p90"] < 1.0:
-        report.notes.append(f"int8 is slower than fp32 ({sp['median']:.2f}x, p90 {sp['p90']:.2f}); shipped by int8_force")
+        report.notes.append(f"int8 is slower than fp32 ({sp['median']:.2f}x, p90 {sp['p90']:.2f}); shipped by {FORCE_FLAG}")
     elif sp["median"] < 1.0:
         report.notes.append(f"int8 median {sp['median']:.2f}x fp32, within noise (p90 {sp['p90']:.2f})")
     return final, report

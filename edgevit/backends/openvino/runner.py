@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgevit.errors import ConfigError, ExportError
-from edgevit.runtimes.base import Availability, Runner, probe_module
+from edgevit.backends.base import Availability, Runner, probe_module
 
 EXTRA = "openvino"
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}

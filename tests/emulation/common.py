@@ -1,0 +1,43 @@
+"""What the emulation proofs share: the models they cover, seeded weights, torch logits, report writing."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevit.verify import conformance_bound, cosine_rows  # noqa: F401  (re-exported for the proofs)
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_MODELS = ("fcaformer_l1", "cas_vit_xs", "stvit_small")  # the issues' three representatives
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet normalisation of all four families
+COSINE_MIN = 0.999  # emulated vs x86 artifact of the same precision
+
+
+def fixture_checkpoint(name: str) -> tuple[dict[str, Any], str]:
+    """edgevit's seeded weights of realistic scale for `name` (what an export without --checkpoint uses)."""
+    from edgevit.models import SEEDED, build_reference
+
+    return build_reference(name).state_dict(), f"seeded weights ({SEEDED}, seed 0)"
+
+
+def run_torch(name: str, state: Any, x: np.ndarray) -> np.ndarray:
+    """Logits of the PyTorch model (train form, eval mode, float32), one image at a time."""
+    import torch
+
+    from edgevit.models import create_model
+
+    model = create_model(name, checkpoint=state).eval()
+    with torch.inference_mode():
+        return np.concatenate([model(torch.from_numpy(x[i : i + 1])).numpy() for i in range(len(x))])
+
+
+def write_report(report: dict[str, Any], markdown: str, json_path: Path | None, md_path: Path | None) -> None:
+    """Print the Markdown report and write it (and the JSON report) where asked."""
+    from edgevit.files import atomic_write_json, atomic_write_text
+
+    print(markdown)
+    if json_path is not None:
+        atomic_write_json(json_path, report, indent=1)
+    if md_path is not None:
+        atomic_write_text(md_path, markdown)
