@@ -55,7 +55,7 @@ def main() -> None:
                                        statistic=args.statistic, log=log)
     log(model.describe())
     zoo = args.models.split(",") if args.models else list_models()
-    p = plan(zoo, profile="host", runtime=args.runtime, threads=threads, log=log)
+    p = plan(zoo, profile="host", runtime=args.runtime, precision="fp32", threads=threads)  # the fp32 cost model
     res = run_plan(p, Protocol(warmup=3, runs=args.runs), progress=True)
     rows = []
     for c in res.cases:

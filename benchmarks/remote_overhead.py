@@ -29,9 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, write_report  # also puts the repository on sys.path
+from _common import write_report
 
-from edgevit.bench.protocol import Protocol  # noqa: E402
+from edgevit.bench.protocol import Protocol
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the loopback sshd harness lives with the tests (tests/_sshd.py)
 
 
 def _ratio_ci(pairs: list[tuple[float, float]], n_boot: int = 2000) -> tuple[float, float, float]:
@@ -137,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ])
     write_report(report, md, args.json, args.markdown)
-    _ = REPO
     return 0
 
 

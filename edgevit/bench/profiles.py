@@ -143,13 +143,13 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
         if required and key not in data:
             raise _err(where, f"missing required field {key!r}")
     data = dict(data)
-    detected = any(v == AUTO for v in data.values())
+    detected = any(v == AUTO for k, v in data.items() if k != "runtime")
     if detected:
         h = host or detect_host()
         fill = {"arch": h.arch, "cpu": h.cpu, "cores": h.cores, "threads": min(4, h.cores),
                 "frequency_ghz": h.frequency_ghz, "memory_gb": h.memory_gb}
         for key, value in list(data.items()):
-            if value == AUTO:
+            if value == AUTO and key != "runtime":  # runtime auto means: choose by measurement
                 if key not in fill:
                     raise _err(where, f"field {key!r} cannot be 'auto'")
                 data[key] = fill[key]
