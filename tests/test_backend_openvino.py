@@ -89,6 +89,7 @@ def test_fp32_matches_pytorch_within_conformance_bound(arts: dict[str, Path]) ->
     assert not judge(rep, "fp32", judge_top1=False), rep
 
 
+@pytest.mark.slow
 def test_fp32_conformance_fixture_in_openvino(tmp_path: Path) -> None:
     """The official-checkpoint fixture of FcaFormer-L1 through the IR: within 1e-4 * max(1, max|ref|)."""
     conformance = pytest.importorskip("tests.conformance")
