@@ -14,17 +14,17 @@ from typer.testing import CliRunner
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-import tests._toy  # noqa: E402,F401  registers toy_vit
-from edgevit.backends.openvino import costs, quantize  # noqa: E402
-from edgevit.backends.openvino.export import inspect_openvino  # noqa: E402
-from edgevit.backends.openvino.runner import OpenVinoRunner, compile_config  # noqa: E402
-from edgevit.cli import app  # noqa: E402
-from edgevit.backends import get_backend, get_runtime, open_runner, runtimes_for_artifact  # noqa: E402
-from edgevit.errors import ConfigError, ExportError, Int8NotFasterError  # noqa: E402
-from edgevit.export import export  # noqa: E402
-from edgevit.models import build_reference  # noqa: E402
-from edgevit.quantize.data import embedded_eval_images  # noqa: E402
-from edgevit.verify import compare, judge  # noqa: E402
+import tests._toy  # noqa: F401  registers toy_vit
+from edgevit.backends import get_backend, get_runtime, open_runner, runtimes_for_artifact
+from edgevit.backends.openvino import costs, quantize
+from edgevit.backends.openvino.export import inspect_openvino
+from edgevit.backends.openvino.runner import OpenVinoRunner, compile_config
+from edgevit.cli import app
+from edgevit.errors import ConfigError, ExportError, Int8NotFasterError
+from edgevit.export import export
+from edgevit.models import build_reference
+from edgevit.quantize.data import embedded_eval_images
+from edgevit.verify import compare, judge
 
 cli = CliRunner()
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -97,8 +97,8 @@ def test_fp32_conformance_fixture_in_openvino(tmp_path: Path) -> None:
         state = conformance.official_state_dict("fcaformer_l1")
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
-    from edgevit.backends.openvino.export import export_openvino
     from edgevit.backends import ExportRequest
+    from edgevit.backends.openvino.export import export_openvino
     from edgevit.models import create_model
     from edgevit.rewrite import deploy
 

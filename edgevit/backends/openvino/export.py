@@ -25,9 +25,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from edgevit.backends.base import ExportRequest, ExportResult
 from edgevit.backends.openvino.runner import DEFAULT_INFERENCE_PRECISION, IR_XML, ir_xml
 from edgevit.errors import ConfigError, ExportError
-from edgevit.backends.base import ExportRequest, ExportResult
 
 IR_BIN = "model.bin"
 # target options besides the int8 ones (edgevit.backends.openvino.quantize.OPTION_KEYS)

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edgevit.errors import ConfigError, ExportError
 from edgevit.backends.base import Availability, Runner, probe_module
+from edgevit.errors import ConfigError, ExportError
 
 EXTRA = "openvino"
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
