@@ -258,11 +258,10 @@ def image_check(log: Any = print) -> dict[str, Any]:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-60:])
         result["commands"][" ".join(["edgevit", *args])] = {"exit_code": proc.returncode, "output_tail": tail}
     doctor = result["commands"]["edgevit doctor"]["output_tail"]
-    # the runtime the image exists for must be found: its doctor row reads "onnxruntime | yes"
+    # the runtime the image exists for must be found: its doctor row reads "onnxruntime  yes  VERSION"
+    # (columns separated by spaces, or by "│" in older tables)
     result["onnxruntime_available"] = any(
-        ln.split("│")[1:3] and "onnxruntime" in ln.split("│")[1] and "yes" in ln.split("│")[2]
-        for ln in doctor.splitlines() if ln.count("│") >= 3
-    )
+        ln.replace("│", " ").split()[:2] == ["onnxruntime", "yes"] for ln in doctor.splitlines())
     exits_ok = all(c["exit_code"] == 0 for c in result["commands"].values())
     result["passed"] = exits_ok and result["onnxruntime_available"]
     return result
