@@ -62,3 +62,8 @@ class RegressionError(EdgeVitError):
 class RemoteError(EdgeVitError):
     """A board that cannot be reached over SSH, refuses the key, lacks what a case needs, or whose
     connection dropped; the message names the board and the fix."""
+
+
+class Int8NotFasterError(ExportError):
+    """int8 measured slower than fp32 (or no node faster in int8) on the target runtime: the export
+    refuses to ship it unless forced; the message gives the measured ratio and names the flag."""

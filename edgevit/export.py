@@ -110,7 +110,7 @@ def resolve_output(output: str | os.PathLike[str] | None, default: str, suffix: 
             path = path / default
     if not path.name.lower().endswith(suffix):
         raise ConfigError(f"output {path.name!r} must end with {suffix}")
-    if path.is_dir() and not suffix.endswith(("package", ".ncnn")):
+    if path.is_dir() and not suffix.endswith(("package", ".ncnn", ".openvino")):
         raise ConfigError(f"output {path} is a directory")
     check_writable(path.parent)
     return path
@@ -271,6 +271,7 @@ def export(
     options: dict[str, Any] | None = None,
     threads: int | None = 2,
     num_classes: int | None = None,
+    int8_force: bool = False,
 ) -> ExportReport:
     """Export a registered model to a verified artifact plus its `<artifact>.json` record.
 
@@ -320,7 +321,8 @@ def export(
             model_name=info.name, model=deployed, example=example, output=tmp, precision=precision, img_size=size,
             batch=batch, dynamic_batch=dynamic_batch, opset=opset, calib=calib if precision == "int8" else None,
             calib_method=calib_method, preset=preset, simplify=simplify, mean=tuple(info.default_cfg["mean"]),
-            std=tuple(info.default_cfg["std"]), options=dict(options or {}),
+            std=tuple(info.default_cfg["std"]), options=dict(options or {}), threads=threads,
+            int8_force=int8_force, trained_weights=checkpoint is not None,
         )
         with progress.step(f"export {backend.key} {precision}"):
             result = _run_exporter(backend, req)

@@ -44,6 +44,9 @@ class ExportRequest:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     options: dict[str, Any] = field(default_factory=dict)  # target-specific extras
+    threads: int | None = None  # what int8 selection measures with (the export's threads)
+    int8_force: bool = False  # ship int8 even where it measured slower than fp32 (--int8-force)
+    trained_weights: bool = False  # a checkpoint was given: top-1 agreement is meaningful
 
 
 @dataclass

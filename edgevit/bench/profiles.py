@@ -459,6 +459,8 @@ def describe_profile(p: DeviceProfile, host: HostInfo) -> list[str]:
         f"  latency gate: {g.rel_tolerance:.0%} tolerance + {g.abs_floor_ms:g} ms floor on the {g.statistic}, "
         f"normalise {g.normalize}",
     ]
+    if p.candidates:
+        lines.append(f"  --runtime auto measures: {', '.join(p.candidates)}")
     if p.runtime_options:
         lines.append("  runner options: " + ", ".join(f"{k}={v}" for k, v in p.runtime_options.items()))
     for r in p.references:

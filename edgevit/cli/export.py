@@ -55,6 +55,8 @@ def export_cmd(
     fp16: Annotated[bool, typer.Option("--fp16", metavar="", help="Half precision.")] = False,
     int8: Annotated[bool, typer.Option("--int8", metavar="", help="int8, calibrated on --calib-data or the "
                                        "embedded photos.")] = False,
+    int8_force: Annotated[bool, typer.Option("--int8-force", metavar="", help="Write the int8 artifact even "
+                                             "where it measured slower than fp32 on the target runtime.")] = False,
     calib_data: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder of calibration images "
                                                     "(recursive).")] = None,
     calib_samples: Annotated[int | None, typer.Option(metavar="N", help="Calibration images to use (also lowers "
@@ -95,7 +97,7 @@ def export_cmd(
         checkpoint=checkpoint, img_size=img_size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
         calib_data=calib_data, calib_samples=calib_samples, calib_method=getattr(calib_method, "value", calib_method),
         preset=preset, simplify=simplify, verify=verify, threads=2 if threads is None else threads,
-        options=parse_key_values(option, "--option"), num_classes=num_classes,
+        options=parse_key_values(option, "--option"), num_classes=num_classes, int8_force=int8_force,
     )
     if report.verification is not None:
         print_report(report.verification)
