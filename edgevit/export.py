@@ -112,7 +112,7 @@ def resolve_output(output: str | os.PathLike[str] | None, default: str, suffix: 
             path = path / default
     if not path.name.lower().endswith(suffix):
         raise ConfigError(f"output {path.name!r} must end with {suffix}")
-    if path.is_dir() and not suffix.endswith(("package", ".ncnn")):
+    if path.is_dir() and not suffix.endswith(("package", ".ncnn", ".openvino")):
         raise ConfigError(f"output {path} is a directory")
     check_writable(path.parent)
     return path

@@ -1,11 +1,12 @@
-"""Opt-in: edgevit's fp32 and int8 ONNX artifacts give the same outputs on arm64 as on x86.
+"""Opt-in: edgevit's fp32 and int8 ONNX artifacts and OpenVINO IRs give the same outputs on arm64 as on x86.
 
-Runs tests/emulation/arm64.py (`python -m tests.emulation.arm64`) (aarch64 ONNX Runtime in a Debian arm64 rootfs under
-qemu-aarch64-static) and checks its report: fp32 within the conformance bound of x86 ORT and of the
-PyTorch model, int8 cosine >= 0.999 against x86 int8 on every image (the arm64-preset int8 against
-fp32 instead where this x86 CPU lacks VNNI and its u8s8 kernels saturate; the reduce_range int8 always
-against x86 int8). Takes minutes to hours (emulation is
-~200x slower than native) and needs mmdebstrap + qemu-user-static, so it is deselected by default:
+Runs tests/emulation/arm64.py (`python -m tests.emulation.arm64`: aarch64 ONNX Runtime and OpenVINO in
+a Debian arm64 rootfs under qemu-aarch64-static) and checks its report: fp32 within the conformance bound
+of x86 and of the PyTorch model, int8 cosine >= 0.999 against x86 int8 on every image (for ONNX Runtime's
+arm64-preset int8: against fp32 instead where this x86 CPU lacks VNNI and its u8s8 kernels saturate; the
+reduce_range int8 always against x86 int8). OpenVINO IRs run with the host's CPU plugin properties
+(f32 inference precision). Takes minutes to hours (emulation is ~200x slower than native) and needs
+mmdebstrap + qemu-user-static, so it is deselected by default:
 
     pytest -m emulation tests/test_arm64_emulation.py
 
@@ -91,3 +92,20 @@ def test_image_contents_run_edgevit_on_arm64(report: dict) -> None:
     if img is None:
         pytest.skip("image check not run")
     assert img["passed"], json.dumps(img["commands"], indent=1)
+
+
+def test_openvino_ir_matches_x86_openvino(report: dict) -> None:
+    """The aarch64 OpenVINO wheel runs edgevit's IRs under qemu: fp32 within the conformance bound of
+    x86 OpenVINO and of PyTorch, int8 cosine >= 0.999 to x86 OpenVINO int8, both computed in f32."""
+    pytest.importorskip("openvino")
+    ov = [c for c in report["checks"] if c.get("backend") == "openvino"]
+    assert {c["precision"] for c in ov} == {"fp32", "int8"}, ov
+    assert report["guest_openvino"]["machine"] == "aarch64"
+    assert report["guest_openvino"]["openvino"] == report["host"]["openvino"]
+    assert set(report["guest_openvino"]["inference_precision"].values()) == {"f32"}
+    for c in ov:
+        assert c["passed"], c
+        if c["precision"] == "fp32":
+            assert c["max_abs_err"] <= c["bound"] and c["max_abs_err_vs_torch"] <= c["bound_vs_torch"], c
+        else:
+            assert c["cosine_min"] >= 0.999, c

@@ -91,3 +91,45 @@ def test_profiles_validate_candidates(tmp_path):
     with pytest.raises(ConfigError, match="candidate runtime 'tflite'"):
         validate_profile({**base, "runtime": "auto", "candidates": ["tflite"]}, "b")
     assert Path(PROFILE) != Path()  # (the profile text above is what the other tests run)
+
+
+def test_shipped_profiles_consider_openvino():
+    """x86 hosts weigh every CPU runtime edgevit ships; the arm64 boards the ones with aarch64 wheels."""
+    from edgevit.bench.profiles import load_profile
+
+    assert load_profile("host").candidates == ("onnxruntime", "openvino", "executorch", "ncnn")
+    for board in ("arm-a72", "arm-a76"):
+        assert load_profile(board).candidates == ("onnxruntime", "openvino", "ncnn")
+
+
+OPENVINO_ONLY = PROFILE.replace("candidates: [onnxruntime, ncnn]", "candidates: [onnxruntime, openvino]")
+
+
+def test_auto_weighs_openvino_and_best_can_pick_it(tmp_path, monkeypatch):
+    """Both runtimes measured side by side; with OpenVINO the only candidate, `--target best` writes its IR
+    directory, the record holding the choice, and the copy verifies."""
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("EDGEVIT_CACHE", str(tmp_path / "cache"))
+    both = tmp_path / "twoway.yaml"
+    both.write_text(OPENVINO_ONLY)
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["bench", "toy_vit", "--device", str(both), "-p", "fp32", "--runs", "5", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert {(c["case"]["runtime"], c["case"]["target"]) for c in data["cases"]} == {
+        ("onnxruntime", "onnx"), ("openvino", "openvino")}
+    assert data["setup"]["auto"]["toy_vit"]["chosen"]["runtime"] in ("onnxruntime", "openvino")
+
+    only = tmp_path / "ovonly" / "twoway.yaml"
+    only.parent.mkdir()
+    only.write_text(OPENVINO_ONLY.replace("[onnxruntime, openvino]", "[openvino]"))
+    res = runner.invoke(app, ["export", "toy_vit", "--target", "best", "--device", str(only), "--fp32",
+                              "-o", str(tmp_path / "out/")])
+    assert res.exit_code == 0, res.output
+    (side,) = (tmp_path / "out").glob("*.json")
+    record = json.loads(side.read_text())
+    assert record["target"] == "openvino" and record["export"]["choice"]["chosen"]["runtime"] == "openvino"
+    art = side.with_name(record["artifact"])
+    assert art.is_dir() and sorted(p.name for p in art.iterdir()) == ["model.bin", "model.xml"]
+    verify = runner.invoke(app, ["verify", str(art)])
+    assert verify.exit_code == 0, verify.output

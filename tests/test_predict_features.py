@@ -118,6 +118,25 @@ def test_onnx_features_match_hand_computed_work(tmp_path) -> None:
     assert f.source == "onnx"
 
 
+def test_onnx_gemm_whose_input_shape_was_lost_is_counted(tmp_path) -> None:
+    """A Gemm after an op shape inference cannot follow (here: a graph input of unknown rank) is counted from
+    its weight and output, never an IndexError."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgevit.predict.onnx_graph import onnx_features
+
+    w = numpy_helper.from_array(np.ones((8, 10), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],  # no shape: what a lost inference leaves
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[w])
+    path = tmp_path / "lost.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    f = onnx_features(path)
+    assert f.work["fc"] == pytest.approx(8 * 10 * 1e-6)  # batch 1: one row of K=8 by N=10, a classifier head
+
 README = """# benchmark
 ### Board One (Cortex-A17 1.8GHz x 4)
 ```

@@ -63,3 +63,32 @@ def test_gate_cli_exit_codes(folders) -> None:
     ok = CliRunner().invoke(app, ["regress", "--predicted", "--base", str(folders / "base"), "--head",
                                   str(folders / "same"), "--device", "arm-a17"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_gate_cli_missing_model_and_no_overlap(folders, tmp_path) -> None:
+    """As the paired and stored modes: a base model missing from head fails unless --allow-missing; no
+    model in common is a one-line error (exit 2); --markdown writes the CI summary."""
+    from typer.testing import CliRunner
+
+    from edgevit.cli import app
+
+    head = tmp_path / "head"
+    head.mkdir()
+    other = tmp_path / "other"
+    shutil.copytree(folders / "same", other)
+    for p in other.iterdir():
+        p.rename(other / p.name.replace("toy", "other"))
+    (other / "other.ncnn.json").write_text('{"model": "other"}')
+    both = tmp_path / "both"
+    shutil.copytree(folders / "same", both)
+    for p in other.iterdir():
+        (shutil.copytree if p.is_dir() else shutil.copy)(p, both / p.name)
+    run = CliRunner().invoke
+    args = ["regress", "--predicted", "--device", "arm-a17"]
+    res = run(app, [*args, "--base", str(both), "--head", str(folders / "same"), "--markdown", str(tmp_path / "g.md")])
+    assert res.exit_code == 1 and "missing: other" in res.output and "--allow-missing" in res.output, res.output
+    assert "| toy |" in (tmp_path / "g.md").read_text()
+    res = run(app, [*args, "--base", str(both), "--head", str(folders / "same"), "--allow-missing"])
+    assert res.exit_code == 0, res.output
+    res = run(app, [*args, "--base", str(folders / "base"), "--head", str(other)])
+    assert res.exit_code == 2 and "no model in common" in res.output, res.output

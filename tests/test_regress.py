@@ -116,7 +116,11 @@ def _verdict(rep):
 def test_gate_catches_a_real_slowdown(runs):
     rep = regress(runs["slow"], runs["base"], **GATE)
     c = _verdict(rep)
-    assert c.verdict == "regression" and rep.failed, (c, rep.notes)
+    assert rep.failed, (c, rep.notes)
+    # on a machine so busy that CPU sharing alone could explain the ratio, the honest verdict is inconclusive
+    # (it still fails the gate); otherwise it is a regression
+    unstable = any(r.stability.get("stable") is False for res in (runs["slow"], runs["base"]) for r in res.cases)
+    assert c.verdict == "regression" or (c.verdict == "inconclusive" and unstable), (c, rep.notes)
 
 
 def test_gate_passes_identical_rerun(runs):

@@ -18,11 +18,10 @@ from typing import Any
 from edgevit.bench.profiles import DeviceProfile, HostInfo, detect_host, host_mismatches, load_profile
 from edgevit.bench.protocol import Protocol
 from edgevit.bench.runner import Case, CaseResult, run_cases
+from edgevit.bench.validate import SCHEMA, check_results
 from edgevit import progress
 from edgevit.backends import backend_for_runtime
 from edgevit.errors import ConfigError, EdgeVitError, UnavailableError
-
-SCHEMA = "edgevit.bench/1"
 
 
 @dataclass
@@ -46,8 +45,7 @@ class BenchResults:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BenchResults":
-        if d.get("schema") != SCHEMA:
-            raise ConfigError(f"not an edgevit bench result (schema {d.get('schema')!r}, expected {SCHEMA!r})")
+        check_results(d, "bench results")
         return cls(setup=d["setup"], host=d["host"], versions=d["versions"],
                    cases=[CaseResult.from_dict(c) for c in d["cases"]], profile=d.get("profile", {}),
                    created=d.get("created", ""), load_average=d.get("load_average", {}))
@@ -77,6 +75,7 @@ def load_results(path: str | Path) -> BenchResults:
         raise ConfigError(f"cannot read {p}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{p}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    check_results(data, str(p))
     return BenchResults.from_dict(data)
 
 

@@ -54,6 +54,11 @@ class GateSettings:
     abs_floor_ms: float = 0.5
     statistic: str = "median"  # median | p25 | p10: what the gate compares (see edgevit.bench.regress)
     normalize: str = "auto"  # auto (across machines) | always (shared, drifting machines) | never
+    # against a stored baseline (another time, maybe another machine) when that needs a wider band than
+    # the paired gate (edgevit.bench.paired_gate); None: rel_tolerance
+    baseline_tolerance: float | None = None
+    pairs: int = 8  # paired gate: pairs of fresh processes per case before the first verdict
+    max_pairs: int = 24  # and at most, while a case stays inconclusive
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,8 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {  # key -> (types, r
 }
 _REF_FIELDS = {"model": str, "latency_ms": (int, float), "threads": int, "batch": int,
                "memory_mb": (int, float), "source": str}
-_GATE_FIELDS = {"rel_tolerance": (int, float), "abs_floor_ms": (int, float), "statistic": str, "normalize": str}
+_GATE_FIELDS = {"rel_tolerance": (int, float), "abs_floor_ms": (int, float), "statistic": str, "normalize": str,
+                "baseline_tolerance": (int, float), "pairs": int, "max_pairs": int}
 
 
 def _runtime_keys() -> list[str]:
@@ -197,9 +203,15 @@ def validate_profile(data: Any, where: str, *, host: "HostInfo | None" = None) -
         raise _err(where, f"gate.statistic must be median, p25 or p10, got {gate_raw['statistic']!r}")
     if gate_raw.get("normalize", "auto") not in ("auto", "always", "never"):
         raise _err(where, f"gate.normalize must be auto, always or never, got {gate_raw['normalize']!r}")
-    gate = GateSettings(**{k: v if k in ("statistic", "normalize") else float(v) for k, v in gate_raw.items()})
-    if not 0 < gate.rel_tolerance < 5:
-        raise _err(where, f"gate.rel_tolerance must be in (0, 5), got {gate.rel_tolerance}")
+    gate = GateSettings(**{k: v if k in ("statistic", "normalize", "pairs", "max_pairs") else float(v)
+                           for k, v in gate_raw.items()})
+    for key in ("rel_tolerance", "baseline_tolerance"):
+        value = getattr(gate, key)
+        if value is not None and not 0 < value < 5:
+            raise _err(where, f"gate.{key} must be in (0, 5), got {value}")
+    if not 6 <= gate.pairs <= gate.max_pairs:
+        raise _err(where, f"gate.pairs must be >= 6 (the signed-rank interval needs 6) and <= gate.max_pairs, "
+                   f"got {gate.pairs} and {gate.max_pairs}")
     if gate.abs_floor_ms < 0:
         raise _err(where, f"gate.abs_floor_ms must be >= 0, got {gate.abs_floor_ms}")
     board = data.get("predict_board") or ""
@@ -447,6 +459,8 @@ def describe_profile(p: DeviceProfile, host: HostInfo) -> list[str]:
         f"  latency gate: {g.rel_tolerance:.0%} tolerance + {g.abs_floor_ms:g} ms floor on the {g.statistic}, "
         f"normalise {g.normalize}",
     ]
+    if p.candidates:
+        lines.append(f"  --runtime auto measures: {', '.join(p.candidates)}")
     if p.runtime_options:
         lines.append("  runner options: " + ", ".join(f"{k}={v}" for k, v in p.runtime_options.items()))
     for r in p.references:

@@ -12,9 +12,16 @@ Pure code over data files (no measuring here). For each case present in both:
 3. verdict: *regression* when the CI lies entirely above 1 and the ratio exceeds 1 + tolerance and the
    median grew by more than the absolute floor (ms); *improvement* symmetrically (ratio below
    1 / (1 + tolerance)), which asks for a baseline refresh so the gate stays tight; else *ok*. Cases only
-   in the baseline are *missing*, only in the current file *new*, failed in the current run *error*.
+   in the baseline are *missing*, only in the current file *new*, failed in the current run *error*;
+4. a case that would be a regression but was measured on a busy machine (either file's stability
+   facts, `edgevit.bench.stability`) is *inconclusive*: the drift could be the machine's.
 
-The tolerance and floor come from the baseline's device profile (`gate:` in its YAML) unless given.
+The gate fails (exit 1) on a regression, an error, an inconclusive case (unless allowed) and a baseline
+case missing from the current run (unless `allow_missing`); files with no case in common, or of
+different profiles, are one-line errors. `update` refuses to store a baseline from an unstable run
+unless forced. The tolerance and floor come from the baseline's device profile (`gate:` in its YAML:
+`baseline_tolerance`, else `rel_tolerance`) unless given. The paired gate (`paired_gate`) is the one
+CI uses on shared runners; this one serves boards and history.
 """
 from __future__ import annotations
 
@@ -29,8 +36,8 @@ from edgevit.errors import ConfigError
 if TYPE_CHECKING:
     from edgevit.bench.api import BenchResults
 
-VERDICTS = ("regression", "error", "improvement", "missing", "new", "ok")
-FAILING = ("regression", "error")
+VERDICTS = ("regression", "error", "inconclusive", "improvement", "missing", "new", "ok")
+FAILING = ("regression", "error", "inconclusive", "missing")
 NORMALIZE = ("auto", "always", "never")
 
 
@@ -65,10 +72,24 @@ class RegressReport:
     profile: str
     notes: list[str] = field(default_factory=list)
     statistic: str = "median"
+    allow_missing: bool = False
+    allow_inconclusive: bool = False
+    mode: str = "baseline"
+
+    def _fails(self, c: CaseComparison) -> bool:
+        if c.verdict == "missing":
+            return not self.allow_missing
+        if c.verdict == "inconclusive":
+            return not self.allow_inconclusive
+        return c.verdict in FAILING
 
     @property
     def failed(self) -> bool:
-        return any(c.verdict in FAILING for c in self.cases)
+        return any(self._fails(c) for c in self.cases)
+
+    @property
+    def failing(self) -> list[CaseComparison]:
+        return [c for c in self.cases if self._fails(c)]
 
     @property
     def wins(self) -> list[CaseComparison]:
@@ -152,7 +173,8 @@ def _gate_settings(profile_name: str, tolerance: float | None, floor_ms: float |
     except ConfigError:
         gate = (baseline.profile or {}).get("gate") or {}
         source = "baseline file" if gate else "defaults"
-    tol = tolerance if tolerance is not None else float(gate.get("rel_tolerance", 0.10))
+    tol = tolerance if tolerance is not None else float(gate.get("baseline_tolerance")
+                                                        or gate.get("rel_tolerance", 0.10))
     floor = floor_ms if floor_ms is not None else float(gate.get("abs_floor_ms", 0.5))
     stat = statistic or str(gate.get("statistic", "median"))
     norm = normalize or str(gate.get("normalize", "auto"))
@@ -169,6 +191,8 @@ def compare(
     normalize: str | None = None,
     statistic: str | None = None,
     n_boot: int = 2000,
+    allow_missing: bool = False,
+    allow_inconclusive: bool = False,
 ) -> RegressReport:
     """Compare two results case by case (see the module docstring for the rule)."""
     if not 0.5 <= confidence < 1:
@@ -191,6 +215,7 @@ def compare(
     if tol <= 0 or floor < 0:
         raise ConfigError(f"tolerance must be > 0 and the floor >= 0 (got {tol}, {floor})")
     cur, base = _by_id(current), _by_id(baseline)
+    _check_overlap(cur, base)
     notes = [f"statistic {stat}, tolerance {tol:.0%}, floor {floor:g} ms, normalise {normalize} (from the {source})"]
     bfp = baseline.setup.get("host_fingerprint", "")
     cfp = current.setup.get("host_fingerprint", "")
@@ -221,19 +246,60 @@ def compare(
                                       note="not in the baseline" if b is None else "failed in the baseline"))
             continue
         if not c.ok:
-            out.append(CaseComparison(cid, "error", baseline_ms=b.stats["median"], note=c.error))
+            out.append(CaseComparison(cid, "error", baseline_ms=float(_median(b.samples_ms)), note=c.error))
             continue
         if c.case.reference:
-            out.append(CaseComparison(cid, "ok", b.stats["median"], c.stats["median"],
+            out.append(CaseComparison(cid, "ok", float(_median(b.samples_ms)), float(_median(c.samples_ms)),
                                       note="reference case (machine speed, never a verdict)"))
             continue
-        out.append(_judge(cid, c.samples_ms, b.samples_ms, tol, floor, confidence, n_boot, q,
-                          ref_c.samples_ms if normalized and ref_c else None,
-                          ref_b.samples_ms if normalized and ref_b else None))
+        judged = _judge(cid, c.samples_ms, b.samples_ms, tol, floor, confidence, n_boot, q,
+                        ref_c.samples_ms if normalized and ref_c else None,
+                        ref_b.samples_ms if normalized and ref_b else None)
+        out.append(_downgrade_if_unstable(judged, tol, c, b, ref_c if normalized else None,
+                                          ref_b if normalized else None))
     host_c = _machine(current)
     host_b = _machine(baseline)
     return RegressReport(out, tol, floor, confidence, normalized,
-                         float(ref_ratio) if ref_ratio is not None else None, host_b, host_c, profile, notes, stat)
+                         float(ref_ratio) if ref_ratio is not None else None, host_b, host_c, profile, notes, stat,
+                         allow_missing, allow_inconclusive)
+
+
+def _check_overlap(cur: dict[str, Any], base: dict[str, Any]) -> None:
+    """One-line error when the two files share no measured case (a gate over nothing must not pass)."""
+    if any(cid in base for cid, c in cur.items() if not c.case.reference):
+        return
+
+    def ids(d: dict[str, Any]) -> str:
+        real = [k for k, c in d.items() if not c.case.reference]
+        return ", ".join(real[:3]) + (f" and {len(real) - 3} more" if len(real) > 3 else "") or "none"
+
+    raise ConfigError(f"no case in common between the results ({ids(cur)}) and the baseline ({ids(base)}): "
+                      "nothing to compare (same suite, threads and precisions?)")
+
+
+def _downgrade_if_unstable(judged: CaseComparison, tol: float, cur: Any, base: Any, ref_cur: Any,
+                           ref_base: Any) -> CaseComparison:
+    """A regression measured on a busy machine becomes inconclusive unless it survives the worst the
+    machine could have done: the ratio divided by how much CPU sharing could have inflated the current
+    case (and the baseline's reference, when normalised) must still exceed 1 + tolerance."""
+    from edgevit.bench.stability import inflation, is_unstable
+
+    if judged.verdict != "regression" or judged.ratio is None:
+        return judged
+    sides = [r for r in (cur, base, ref_cur, ref_base) if r is not None]
+    why = [f"{r.case.id}: {reason}" for r in sides if is_unstable(r.stability)
+           for reason in r.stability.get("reasons", [])[:1]]
+    if not why:
+        return judged
+    explained = inflation(cur.stability, cur.case.threads) * (
+        inflation(ref_base.stability, ref_base.case.threads) if ref_base is not None else 1.0)
+    if judged.ratio / explained > 1 + tol:
+        judged.note += f" (beyond what the busy machine can explain: up to {explained:.2f}x)"
+        return judged
+    judged.verdict = "inconclusive"
+    judged.note = (f"{judged.note}, but measured on an unstable machine ({why[0]}): rerun on an idle machine, or "
+                   "compare paired (edgevit regress --base REF --suite FILE)")
+    return judged
 
 
 def _machine(res: "BenchResults") -> str:
@@ -265,13 +331,17 @@ def _judge(cid: str, cur: Sequence[float], base: Sequence[float], tol: float, fl
 
 def regress(current: "str | Path | BenchResults", baseline: "str | Path | BenchResults", *,
             tolerance: float | None = None, floor_ms: float | None = None, confidence: float = 0.95,
-            normalize: str | None = None, statistic: str | None = None, update: bool = False) -> RegressReport:
+            normalize: str | None = None, statistic: str | None = None, update: bool = False,
+            force: bool = False, allow_missing: bool = False, allow_inconclusive: bool = False) -> RegressReport:
     """Library entry of `edgevit regress`: load both files, compare, optionally write `current` as the
-    new baseline (`update=True`). The caller decides what a failing report means (CLI: exit code 1)."""
+    new baseline (`update=True`; refused for an unstable run unless `force`). The caller decides what a
+    failing report means (CLI: exit code 1)."""
     from edgevit.bench.api import BenchResults, load_results
 
     cur = current if isinstance(current, BenchResults) else load_results(current)
     bpath = None if isinstance(baseline, BenchResults) else Path(baseline)
+    if update:
+        check_baseline_worthy(cur, force=force)
     if bpath is not None and not bpath.exists():
         if update:
             write_baseline(cur, bpath)
@@ -280,12 +350,34 @@ def regress(current: "str | Path | BenchResults", baseline: "str | Path | BenchR
                                  "", cur.setup.get("profile", ""), [f"no baseline yet: wrote {bpath}"], "median")
         raise ConfigError(f"baseline {bpath} does not exist; create it with --update")
     base = baseline if isinstance(baseline, BenchResults) else load_results(bpath)  # type: ignore[arg-type]
-    report = compare(cur, base, tolerance=tolerance, floor_ms=floor_ms, confidence=confidence, normalize=normalize,
-                     statistic=statistic)
+    try:
+        report = compare(cur, base, tolerance=tolerance, floor_ms=floor_ms, confidence=confidence,
+                         normalize=normalize, statistic=statistic, allow_missing=allow_missing,
+                         allow_inconclusive=allow_inconclusive)
+    except ConfigError as exc:  # a new baseline may replace one it cannot be compared with (other cases)
+        if not update or bpath is None:
+            raise
+        report = RegressReport([], math.nan, math.nan, confidence, False, None, _machine(base), _machine(cur),
+                               cur.setup.get("profile", ""), [f"not compared with the old baseline: {exc}"])
     if update and bpath is not None:
         write_baseline(cur, bpath)
         report.notes.append(f"baseline updated: {bpath}")
     return report
+
+
+def check_baseline_worthy(results: "BenchResults", *, force: bool = False) -> list[str]:
+    """Refuse (ConfigError) a baseline from a run with failed or unstable cases, unless `force`;
+    returns the reasons it would have been refused (empty for a clean run)."""
+    from edgevit.bench.stability import unstable_reasons
+
+    if results.setup.get("measured_on") == "emulated":  # never a timing, forced or not
+        raise ConfigError("refusing to write a baseline from emulated (qemu) results: their timings are the emulator's")
+    reasons = [f"{c.case.id}: failed ({c.error})" for c in results.cases if not c.ok] + unstable_reasons(results.cases)
+    if reasons and not force:
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        raise ConfigError(f"refusing to write a baseline from an unstable run: {reasons[0]}{more}; rerun on an idle "
+                          "machine (uptime: load average well below the core count) or pass --force")
+    return reasons
 
 
 def write_baseline(results: "BenchResults", path: Path) -> None:

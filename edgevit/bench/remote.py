@@ -541,8 +541,8 @@ class RemoteExecutor:
                                     peak_rss_mb=round(data["rss_kb"] / 1024, 2), wall_s=data["wall_s"],
                                     timed_out=timeout_s if data["timed_out"] else None)
         result.conditions = {k: data[k] for k in ("before", "during", "after")}
-        result.warnings = case_warnings(data["before"], data["during"], data["after"],
-                                        self.facts.get("governor") or {})
+        result.warnings += case_warnings(data["before"], data["during"], data["after"],
+                                         self.facts.get("governor") or {})
         return result
 
     def cancel(self, reason: str = "interrupted") -> None:

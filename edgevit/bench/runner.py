@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevit.bench.protocol import Protocol, summarize
+from edgevit.bench.stability import assess
 from edgevit.bench.worker import RESULT_PREFIX, thread_env
 
 
@@ -77,6 +78,9 @@ class CaseResult:
     # edgevit.bench.board), and the warnings they raised (governor not `performance`, clock dropped)
     conditions: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # the machine while it was timed (others' CPU, steal, load, spread) and whether it was stable
+    # (edgevit.bench.stability); {} in results from before it was measured
+    stability: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,7 +90,7 @@ class CaseResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CaseResult":
         d = dict(d)
-        d["case"] = Case(**d["case"])
+        d["case"] = Case(**{k: v for k, v in d["case"].items() if k in Case.__dataclass_fields__})
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -184,13 +188,14 @@ def result_from_worker(case: Case, line: str | None, stderr: str, *, exit_code: 
         return CaseResult(case, False, data.get("error", "unknown error"), peak_rss_mb=peak, wall_s=wall,
                           exit_code=exit_code)
     samples_ms = [ns / 1e6 for ns in data["samples_ns"]]
+    machine = assess(data.get("stability"), samples_ms)
     return CaseResult(
         case, True, stats=summarize(samples_ms), samples_ms=[round(s, 6) for s in samples_ms],
         load_ms=data["load_ms"], first_ms=data["first_ms"], warmup_runs=data["warmup_runs"],
         warmup_ms=data["warmup_ms"], peak_rss_mb=peak, rss_start_mb=data["rss_start_mb"],
         rss_loaded_mb=data["rss_loaded_mb"], runtime_version=data.get("runtime_version", ""),
         input_shape=data["input_shape"], output_shape=data["output_shape"], wall_s=wall,
-        exit_code=exit_code,
+        exit_code=exit_code, stability=machine, warnings=list(machine["reasons"]),
     )
 
 

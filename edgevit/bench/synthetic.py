@@ -1,5 +1,9 @@
 """Synthetic ONNX artifacts with a known amount of work: the gate's reference case and controlled slowdowns.
 
+`with_extra_work(model, blocks=k)` is a real model with a chain of k identity 1x1 convolutions in front
+of it: the same outputs, k times a small fixed amount of extra work (`benchmarks/gate_power.py` sizes k
+by measurement so the chain costs 10% or 20% of the model).
+
 `conv_stack(layers=L)` is a stem conv plus L identical 3x3 convolutions (32 channels, 32x32 maps, ReLU):
 its cost grows linearly with L, so `layers = round(L0 * (1 + s))` is an artifact that is `s` slower by
 construction, with the same loading and input path. The reference case `@reference` is one such stack:
@@ -67,3 +71,36 @@ def reference_artifact(cache_dir: Path) -> Path:
     if not path.exists():
         conv_stack(path, REFERENCE_LAYERS, channels=REFERENCE_CHANNELS, size=REFERENCE_SIZE)
     return path
+
+
+def with_extra_work(src: Path, dst: Path, blocks: int) -> Path:
+    """`src` (an ONNX model with one NCHW float input) with `blocks` identity 1x1 Convs before its graph:
+    outputs unchanged, work added in the graph itself (never a scaled timing)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    inp = graph.input[0]
+    channels = inp.type.tensor_type.shape.dim[1].dim_value
+    if channels <= 0:
+        raise ValueError(f"{src}: the input's channel dimension must be static")
+    eye = numpy_helper.from_array(np.eye(channels, dtype=np.float32).reshape(channels, channels, 1, 1),
+                                  "edgevit_extra_w")
+    prev, nodes = inp.name, []
+    for i in range(blocks):
+        out = f"edgevit_extra_{i}"
+        nodes.append(helper.make_node("Conv", [prev, eye.name], [out], name=f"edgevit_extra_conv_{i}"))
+        prev = out
+    if blocks:
+        for node in graph.node:  # the original graph now reads the chain's output
+            node.input[:] = [prev if x == inp.name else x for x in node.input]
+        graph.initializer.append(eye)
+        rest = list(graph.node)
+        del graph.node[:]
+        graph.node.extend(nodes + rest)
+    onnx.checker.check_model(model)
+    from edgevit.files import atomic_write_bytes
+
+    return atomic_write_bytes(dst, model.SerializeToString())

@@ -98,6 +98,7 @@ def rows(results: "BenchResults") -> list[dict[str, Any]]:
             "predicted_interval_ms": "-".join(f"{v:.0f}" for v in (c.predicted or {}).get("interval_ms", [])) or None,
             "predicted_for": (c.predicted or {}).get("device"),
             "runtime_version": r.runtime_version, "runtime_note": c.runtime_note,
+            **stability_cells(r.stability),
             "profile": s["profile"], "on_device": s["on_device"], "measured_on": measured_on(results),
             "board": (s.get("board") or {}).get("name", ""), "host_cpu": results.host.get("cpu"),
             "host_cores": results.host.get("cores"), "edgevit_version": v.get("edgevit", ""),
@@ -105,6 +106,15 @@ def rows(results: "BenchResults") -> list[dict[str, Any]]:
         }
         out.append(row)
     return out
+
+
+def stability_cells(stability: dict[str, Any]) -> dict[str, Any]:
+    """The stability columns of a row (edgevit.bench.stability): None where it was not measured."""
+    st = stability or {}
+    reasons = st.get("reasons") or []
+    return {"stable": st.get("stable"), "unstable_kind": "+".join(st.get("flags") or []) or "unstable",
+            "unstable_reasons": "; ".join(reasons), "others_cores": st.get("others_cores"),
+            "steal_cores": st.get("steal_cores"), "load1": st.get("load1_start"), "spread": st.get("spread")}
 
 
 # ---------------------------------------------------------------- files
@@ -130,7 +140,8 @@ MD_COLUMNS = (("case", "id"), ("median ms", "median_ms"), ("p90 ms", "p90_ms"), 
               ("mean ± std ms", None), ("min ms", "min_ms"), ("max ms", "max_ms"), ("runs", "runs"),
               ("load ms", "load_ms"), ("first ms", "first_ms"), ("peak RSS MB", "peak_rss_mb"),
               ("size MB", "model_size_mb"), ("GMACs", "gmacs"), ("params M", "params_m"),
-              ("published ms", "reference_ms"), ("predicted for the device ms (80% interval)", "predicted"))
+              ("published ms", "reference_ms"), ("predicted for the device ms (80% interval)", "predicted"),
+              ("machine", "stable"))
 
 
 def _cell(row: dict[str, Any], key: str | None) -> str:
@@ -143,6 +154,8 @@ def _cell(row: dict[str, Any], key: str | None) -> str:
         return str(value) + ("" if row["ok"] else f" (failed: {row['error']})")
     if key == "runs":
         return "—" if value is None else str(int(value))
+    if key == "stable":  # the reasons are in the warnings above the table
+        return "—" if value is None else ("ok" if value else "⚠ " + str(row["unstable_kind"]))
     if isinstance(value, float):
         return _f(value, ".3f" if key in ("gmacs", "params_m") else ".2f")
     return "—" if value is None else str(value)
@@ -223,6 +236,8 @@ def bench_table(results: "BenchResults", *, wide: bool = False) -> "Table":
     s = results.setup
     runtimes = ", ".join(f"{rt} {results.versions.get(rt, '')}".strip() for rt in s["runtimes"])
     caption = f"{runtimes}; {s['threads']} threads; {host_line(results)}"
+    if any((r.stability or {}).get("stable") is False for r in results.cases):
+        caption += "; ⚠ unstable: busy machine or spread samples (see the warnings)"
     shown = [(h, k, w) for h, k, w in TERMINAL_COLUMNS if s["on_device"] or k != "reference_ms"]
     if any(c.case.predicted for c in results.cases):  # off the device: its predicted latency, labelled
         shown.append((f"predicted on {s['profile']} ms", "predicted", False))
@@ -230,9 +245,17 @@ def bench_table(results: "BenchResults", *, wide: bool = False) -> "Table":
     keys = [k for _h, k, _w in shown]
     data = rows(results)
     one = len({r["runtime"] for r in data if not r["id"].startswith("@")}) <= 1
-    cells = [[_short_id(r, one) + ("" if r["ok"] else " (failed)"), *(_cell(r, k) for k in keys)] for r in data]
+    cells = [[_short_id(r, one) + _mark(r), *(_cell(r, k) for k in keys)] for r in data]
     styles = ["red" if not r["ok"] else ("dim" if r["id"].startswith("@") else None) for r in data]
     return table(cols, cells, title=bench_title(results), caption=caption, wide=wide, styles=styles)
+
+
+def _mark(row: dict[str, Any]) -> str:
+    """What follows a case id in the terminal: failed, or ⚠ when measured on a busy machine or spread
+    (the reason is in the warnings above the table)."""
+    if not row["ok"]:
+        return " (failed)"
+    return " ⚠" if row["stable"] is False else ""
 
 
 def choice_lines(results: "BenchResults") -> list[str]:
@@ -253,9 +276,10 @@ def failure_lines(results: "BenchResults") -> list[str]:
 
 
 VERDICT_STYLE = {"regression": "bold red", "error": "red", "improvement": "bold green", "missing": "yellow",
-                 "new": "cyan", "ok": ""}
+                 "new": "cyan", "ok": "", "inconclusive": "bold yellow"}
 VERDICT_MARK = {"regression": "❌ regression", "error": "❌ error", "improvement": "🚀 improvement",
-                "missing": "⚠️ missing", "new": "🆕 new", "ok": "✅ ok"}
+                "missing": "⚠️ missing", "new": "🆕 new", "ok": "✅ ok",
+                "inconclusive": "❔ inconclusive"}
 
 
 def _ratio_cells(c: Any, conf: float) -> tuple[str, str]:
@@ -264,27 +288,54 @@ def _ratio_cells(c: Any, conf: float) -> tuple[str, str]:
     return f"{c.ratio:.3f}", f"[{c.ci_low:.3f}, {c.ci_high:.3f}]"
 
 
-def regress_table(report: "RegressReport") -> "Table":
-    from rich.table import Table
+def regress_table(report: "RegressReport", *, wide: bool = False) -> "Table":
+    """The stored-baseline gate's terminal table, 80 columns (P(slower) with `wide`); the notes of cases
+    that are not ok come under it (`case_notes`)."""
+    from edgevit.richtable import Column, table
 
     title = (f"edgevit regress — {report.profile}: tolerance {report.tolerance:.0%}, floor {report.floor_ms:g} ms"
              + (", normalised by @reference" if report.normalized else ""))
-    table = Table(title=title, header_style="bold", caption=f"baseline: {report.baseline_host}; current: "
-                  f"{report.current_host}")
-    for col in ("case", "baseline ms", "current ms", "ratio", f"{report.confidence:.0%} CI", "P(slower)",
-                "verdict", "note"):
-        table.add_column(col, justify="left" if col in ("case", "verdict", "note") else "right")
-    for c in report.cases:
-        ratio, ci = _ratio_cells(c, report.confidence)
-        table.add_row(c.id, _f(c.baseline_ms), _f(c.current_ms), ratio, ci, _f(c.p_slower), c.verdict, c.note,
-                      style=VERDICT_STYLE[c.verdict] or None)
-    return table
+    cols = [Column("case", numeric=False, wrap=False), Column("baseline ms"), Column("current ms"), Column("ratio"),
+            Column(f"{report.confidence:.0%} CI"), Column("P(slower)", wide=True), Column("verdict", numeric=False)]
+    ids, common = short_case_ids([c.id for c in report.cases])
+    cells = [[cid, _f(c.baseline_ms), _f(c.current_ms), _f(c.ratio, ".3f"), interval_cell(c.ci_low, c.ci_high),
+              _f(c.p_slower), c.verdict] for cid, c in zip(ids, report.cases, strict=True)]
+    caption = (f"{common}; " if common else "") + f"baseline: {report.baseline_host}; current: {report.current_host}"
+    return table(cols, cells, title=title, caption=caption, wide=wide,
+                 styles=[VERDICT_STYLE[c.verdict] or None for c in report.cases])
+
+
+def interval_cell(low: float | None, high: float | None) -> str:
+    """'1.02-1.25' (two decimals: the terminal's; the files carry three)."""
+    if low is None:
+        return "—"
+    return f"{low:.2f}-{'inf' if high is None or math.isinf(high) else format(high, '.2f')}"
+
+
+def short_case_ids(ids: list[str]) -> tuple[list[str], str]:
+    """Case ids for a terminal table without the runtime and thread segments all of them share
+    (model/runtime/precision/bN/tN -> model/precision/bN), and a caption part naming what was left out."""
+    split = [i.split("/") for i in ids]
+    full = [p for p in split if len(p) == 5]  # `@reference` and other ids are shown whole
+    if not full:
+        return list(ids), ""
+    drop = [k for k in (1, 4) if len({p[k] for p in full}) == 1]
+    said = ", ".join(full[0][k] for k in drop)
+    return ["/".join(x for k, x in enumerate(p) if k not in drop) if len(p) == 5 else i
+            for i, p in zip(ids, split, strict=True)], said
+
+
+def case_notes(cases: Any) -> list[str]:
+    """'id: note' for every case that is not plainly ok (printed under a gate table)."""
+    return [f"{c.id}: {c.verdict}: {c.note}" for c in cases if c.note and c.verdict != "ok"]
 
 
 def regress_markdown(report: "RegressReport") -> str:
     """The gate's report for a CI summary ($GITHUB_STEP_SUMMARY)."""
     counts = ", ".join(f"{n} {v}" for v, n in report.counts().items())
-    head = "❌ latency regression" if report.failed else ("🚀 faster: refresh the baseline" if report.wins else "✅ no regression")
+    kinds = sorted({c.verdict for c in report.failing})
+    head = ("❌ " + " and ".join("latency regression" if k == "regression" else k for k in kinds) if report.failed
+            else "🚀 faster: refresh the baseline" if report.wins else "✅ no regression")
     lines = [
         f"## edgevit latency gate ({report.profile}): {head}", "",
         f"- verdicts: {counts}",

@@ -58,8 +58,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
     import numpy as np
 
-    from edgevit.bench.protocol import Protocol, measure
     from edgevit.backends import get_runtime, open_runner
+    from edgevit.bench import stability
+    from edgevit.bench.protocol import Protocol, measure
 
     protocol = Protocol.from_dict(spec.get("protocol") or {})
     avail = get_runtime(spec["runtime"]).probe()
@@ -72,7 +73,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter_ns()
     out = runner.infer(x)
     first_ns = time.perf_counter_ns() - t0
+    before = stability.snapshot()  # the machine's state over the timed phase, measured where it runs
     timing = measure(lambda: runner.infer(x), protocol)
+    machine = stability.between(before, stability.snapshot())
     runner.close()
     return {
         "ok": True,
@@ -84,6 +87,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "warmup_runs": timing.warmup_runs,
         "warmup_ms": timing.warmup_ns / 1e6,
         "samples_ns": timing.samples_ns,
+        "stability": machine,
         "rss_start_mb": round(rss_start, 2),
         "rss_loaded_mb": round(rss_loaded, 2),
         "rss_self_peak_mb": round(_rss_mb(), 2),

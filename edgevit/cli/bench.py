@@ -132,8 +132,8 @@ def _report(res: "Any", json_out: str | None, csv_out: str | None, md_out: str |
     from edgevit.bench import outputs, tables
     from edgevit.errors import BenchFailure
 
-    if warn_cases:  # seen while measuring (a board that throttled); the plan's warnings came before the run
-        _warn([f"{r.case.id}: {w}" for r in res.cases for w in r.warnings])
+    if warn_cases:  # seen while measuring (a busy machine, a board that throttled); the plan's came before the run
+        _warn([f"{r.case.id}: {w}" for r in res.cases for w in r.warnings], title="seen while measuring")
     show(console, tables.bench_table(res, wide=wide))
     for line in tables.failure_lines(res):
         err_console.print(f"[red]failed:[/] {line}", soft_wrap=True, highlight=False)
@@ -194,13 +194,12 @@ def _predicts(p: Any) -> str:
     return "calibrate" if p.detected else "—"
 
 
-def _warn(warnings: list[str]) -> None:
+def _warn(warnings: list[str], title: str = "not the profile's device / settings adjusted") -> None:
     if not warnings:
         return
     from rich.panel import Panel
 
-    err_console.print(Panel("\n".join(warnings), title="[bold yellow]not the profile's device / settings adjusted",
-                            border_style="yellow"))
+    err_console.print(Panel("\n".join(warnings), title=f"[bold yellow]{title}", border_style="yellow"))
 
 
 @app.command("devices")

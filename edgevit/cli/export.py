@@ -54,7 +54,7 @@ def export_cmd(
                                        "default is fp16).")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", metavar="", help="Half precision.")] = False,
     int8: Annotated[bool, typer.Option("--int8", metavar="", help="int8, calibrated on --calib-data or the "
-                                       "embedded photos; onnx and executorch keep float wherever int8 "
+                                       "embedded photos; onnx, executorch and openvino keep float where int8 "
                                        "measures slower here (docs/int8.md).")] = False,
     int8_force: Annotated[bool, typer.Option("--int8-force", metavar="", help="int8 (implies --int8), written "
                                              "even where it measured slower than fp32.")] = False,

@@ -115,3 +115,23 @@ def compare_predicted(base: Path, head: Path, *, device: str, runtime: str | Non
         cases.append(GateCase(name, verdict, round(base_ms, 3), round(head_ms, 3), round(ratio, 4), str(b[name]),
                               str(h[name]), changed))
     return GateReport(device=profile.name, predictor=model.key, tolerance=tolerance, floor_ms=floor_ms, cases=cases)
+
+
+def predicted_markdown(rep: GateReport) -> str:
+    """The Markdown report of `regress --predicted` (a CI job summary)."""
+    bad = [c.model for c in rep.cases if c.verdict == "regression"]
+    head = f"**{len(bad)} predicted regression(s): {', '.join(bad)}**" if bad else "no predicted regression"
+    lines = [f"## edgevit predicted latency gate: {rep.device}", "",
+             (f"- predictor: {rep.predictor} (predicted, not measured); tolerance {rep.tolerance:.0%} + "
+             f"{rep.floor_ms:g} ms"), f"- {head}", "",
+             "| model | base ms | head ms | ratio | verdict | changed terms (ms) |", "|---|---:|---:|---:|---|---|"]
+    for c in rep.cases:
+        terms = ", ".join(f"{t} {d:+.2f}" for t, d in sorted(c.changed_terms.items(), key=lambda kv: -abs(kv[1]))[:3])
+        cells = [c.model, _ms(c.base_ms), _ms(c.head_ms), "—" if c.ratio is None else f"{c.ratio:.3f}", c.verdict,
+                 terms or "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _ms(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"

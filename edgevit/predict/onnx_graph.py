@@ -124,11 +124,17 @@ def _linear(rows: float, k: int, n: int, weight: bool, ins: list[OnnxShape], out
 
 @_register("Gemm")
 def _gemm(node: Any, ins: list[OnnxShape], outs: list[OnnxShape], g: _Graph) -> Work:
-    a, b = ins[0], ins[1]
+    a, b, out = ins[0], ins[1], (outs[0] if outs else [])
     trans_a, trans_b = int(_attr(node, "transA", 0)), int(_attr(node, "transB", 0))
-    m = a[1] if trans_a else a[0]
-    k = a[0] if trans_a else a[1]
-    n = b[0] if trans_b else b[1]
+    if len(b) != 2:
+        raise ConfigError(f"Gemm {node.name or node.output[0]!r}: its weight's shape is unknown, so its work cannot be counted")
+    k, n = (b[1], b[0]) if trans_b else (b[0], b[1])
+    if len(a) == 2:  # A's shape known: M from it
+        m = a[1] if trans_a else a[0]
+    elif len(out) == 2:  # shape inference lost A (e.g. after a ReduceMean of unknown rank): M from the output
+        m = out[0]
+    else:
+        m = 1  # batch 1, one row: what a Gemm after a global pool computes
     return _linear(m, k, n, node.input[1] in g.constants, ins, outs)
 
 

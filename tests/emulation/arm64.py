@@ -83,6 +83,7 @@ class Check:
     precision: str
     passed: bool
     images: int
+    backend: str = "onnxruntime"  # or "openvino" (an OpenVINO IR on both architectures)
     max_abs_err: float | None = None  # fp32: vs x86 ORT
     bound: float | None = None  # fp32: 1e-4 * max(1, max|x86|)
     max_abs_err_vs_torch: float | None = None  # fp32: arm64 ORT vs the PyTorch model
@@ -187,6 +188,58 @@ def compare(
     return checks
 
 
+def export_openvino_ir(name: str, variant: str, output: Path, checkpoint: Path | None) -> Path:
+    """Export one OpenVINO IR (fp32 or int8) through edgevit's pipeline, verified on x86 OpenVINO."""
+    from edgevit.export import export
+
+    return Path(export(name, target="openvino", precision=variant, output=output, checkpoint=checkpoint).artifact)
+
+
+def _ov_configs(paths: dict[str, Path], threads: int) -> dict[str, dict[str, Any]]:
+    """The CPU plugin properties the host's runner uses for each IR (the guest compiles with the same)."""
+    from edgevit.backends.openvino.runner import compile_config
+
+    return {k: compile_config(threads, {}, k.rsplit("-", 1)[1]) for k in paths}
+
+
+def run_x86_openvino(paths: dict[str, Path], x: np.ndarray, threads: int) -> dict[str, np.ndarray]:
+    """The guest script's per-image loop, on this machine's OpenVINO through edgevit's runner."""
+    from edgevit.backends import open_runner
+
+    out: dict[str, np.ndarray] = {}
+    for key, path in paths.items():
+        with open_runner("openvino", path, threads=threads) as r:
+            out[key] = np.concatenate([r.infer(x[i : i + 1]) for i in range(len(x))])
+    return out
+
+
+def run_openvino_checks(
+    models: list[str], paths: dict[str, Path], x: np.ndarray, torch_refs: dict[str, np.ndarray], threads: int,
+    jobs: int, workdir: Path, wheels: list[str], log: Any,
+) -> tuple[list[Check], dict[str, Any]]:
+    """OpenVINO IRs on x86 and on the arm64 guest, compared like the ONNX artifacts."""
+    guest = _guest(wheels, log)
+    configs = _ov_configs(paths, threads)
+    log(f"[x86] openvino on {len(x)} images x {len(paths)} IRs")
+    x86 = run_x86_openvino(paths, x, threads)
+    log(f"[arm64] openvino under qemu on {len(x)} images x {len(paths)} IRs (slow: emulated)")
+    t0 = time.monotonic()
+    groups = [{k: v / "model.xml"} for k, v in paths.items()]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(pool.map(lambda g: emu.run_openvino(guest, g, {k: configs[k] for k in g}, x), groups))
+    arm = {k: v for r in results for k, v in r.outputs.items()}
+    np.savez(workdir / f"outputs-openvino-{'-'.join(models)}.npz", inputs=x,
+             **{f"x86/{k}": v for k, v in x86.items()}, **{f"arm64/{k}": v for k, v in arm.items()})
+    log(f"[arm64] openvino done (emulated wall time {time.monotonic() - t0:.0f} s: NOT a device timing)")
+    checks = [c for name in models for c in compare(name, x86, arm, torch_refs[name])]
+    precisions = {k: v for r in results for k, v in r.info.get("inference_precision", {}).items()}
+    for c in checks:
+        c.backend = "openvino"
+        c.notes.append(f"guest inference precision {precisions.get(f'{c.model}-{c.precision}', '?')}")
+    info = {**results[0].info, "inference_precision": precisions}
+    return checks, info
+
+
 def image_check(log: Any = print) -> dict[str, Any]:
     """Run `edgevit --help` and `edgevit doctor` on arm64 with exactly the Dockerfile.arm64 package set.
 
@@ -205,11 +258,10 @@ def image_check(log: Any = print) -> dict[str, Any]:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-60:])
         result["commands"][" ".join(["edgevit", *args])] = {"exit_code": proc.returncode, "output_tail": tail}
     doctor = result["commands"]["edgevit doctor"]["output_tail"]
-    # the runtime the image exists for must be found: its doctor row reads "onnxruntime | yes"
+    # the runtime the image exists for must be found: its doctor row reads "onnxruntime  yes  VERSION"
+    # (columns separated by spaces, or by "│" in older tables)
     result["onnxruntime_available"] = any(
-        ln.split("│")[1:3] and "onnxruntime" in ln.split("│")[1] and "yes" in ln.split("│")[2]
-        for ln in doctor.splitlines() if ln.count("│") >= 3
-    )
+        ln.replace("│", " ").split()[:2] == ["onnxruntime", "yes"] for ln in doctor.splitlines())
     exits_ok = all(c["exit_code"] == 0 for c in result["commands"].values())
     result["passed"] = exits_ok and result["onnxruntime_available"]
     return result
@@ -217,21 +269,24 @@ def image_check(log: Any = print) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown table (what docs/arm64.md quotes)."""
-    g = report["guest"]
+    g, gov, host = report["guest"], report.get("guest_openvino") or {}, report["host"]
+    ov = (f" openvino {gov['openvino']} (CPU default inference precision {gov['default_inference_precision']}; "
+          f"runs pinned as on the host)." if gov else "")
     lines = [
-        "# arm64 vs x86 ONNX Runtime (arm64 under qemu user-mode emulation)",
+        "# arm64 vs x86 ONNX Runtime and OpenVINO (arm64 under qemu user-mode emulation)",
         "",
         f"Guest: {g['machine']} (qemu-aarch64-static -cpu {g.get('qemu_cpu', 'max')}, "
         f"Debian {report['suite']}), "
-        f"onnxruntime {g['onnxruntime']}, numpy {g['numpy']}. "
-        f"Host: {report['host']['machine']}, onnxruntime {report['host']['onnxruntime']}. "
+        f"onnxruntime {g.get('onnxruntime', '-')}, numpy {g['numpy']}.{ov} "
+        f"Host: {host['machine']}, onnxruntime {host['onnxruntime']}"
+        + (f", openvino {host['openvino']}" if host.get("openvino") else "") + ". "
         f"Inputs: {report['images']} real photos (scikit-image), 224x224, batch 1.",
         "No timings: emulation is ~200x slower than a real CPU and says nothing about a board's speed.",
         "",
-        "| model | precision | weights | result | max abs err (arm64 vs x86) | bound "
+        "| model | backend | precision | weights | result | max abs err (arm64 vs x86) | bound "
         "| max abs err vs PyTorch | cosine min / mean (vs x86 int8) | top-1 agreement "
         "| int8 cosine vs fp32: arm64 / x86 | int8 top-1 vs fp32: arm64 / x86 | judged by |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def f(v: float | None, fmt: str = ".3g") -> str:
@@ -245,12 +300,12 @@ def markdown(report: dict[str, Any]) -> str:
         top1_fp32 = "" if c.get("top1_vs_fp32") is None else (
             f"{c['top1_vs_fp32']:.0%} / {f(c['top1_x86_vs_fp32'], '.0%')}")
         lines.append(
-            f"| {c['model']} | {c['precision']} | {report['weights'].get(c['model'], '')} | "
+            f"| {c['model']} | {c.get('backend', 'onnxruntime')} | {c['precision']} | {report['weights'].get(c['model'], '')} | "
             f"{'pass' if c['passed'] else 'FAIL'} | {f(c['max_abs_err'])} | {f(c['bound'])} | "
             f"{f(c['max_abs_err_vs_torch'])} | {cos} | {f(c['top1_agreement'], '.0%')} | "
             f"{vs_fp32} | {top1_fp32} | {c['judged_by']} |"
         )
-        notes += [f"- {c['model']} {c['precision']}: {n}" for n in c["notes"]]
+        notes += [f"- {c['model']} {c.get('backend', 'onnxruntime')} {c['precision']}: {n}" for n in c["notes"]]
     lines += ["", *notes] if notes else []
     if img := report.get("image_check"):
         lines += ["", f"Image contents on arm64 ({img['wheels']} pinned wheels of "
@@ -260,35 +315,40 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(
-    models: list[str], *, images: int, workdir: Path, threads: int = 1, reuse: bool = False,
-    variants: tuple[str, ...] = tuple(VARIANTS), jobs: int = 1, log: Any = print,
-) -> dict[str, Any]:
-    """Export, run on both architectures, compare; returns the report dict (see `markdown`)."""
-    import torch
-
-    from edgevit.quantize.data import embedded_eval_images
-
-    emu.require_tools(emu.ARM64)
-    wheels = [f"onnxruntime=={metadata.version('onnxruntime')}", f"numpy=={metadata.version('numpy')}"]
+def _guest(wheels: list[str], log: Any) -> emu.Guest:
     log(f"[arm64] rootfs + wheels ({', '.join(wheels)}) in {emu.cache_root() / 'arm64'}")
     guest = emu.ensure_guest(emu.ARM64, wheels=wheels)
     machine = guest.machine()
     if machine != "aarch64":
         raise RuntimeError(f"guest reports machine {machine!r}, expected aarch64")
+    return guest
+
+
+def run(
+    models: list[str], *, images: int, workdir: Path, threads: int = 1, reuse: bool = False,
+    variants: tuple[str, ...] = tuple(VARIANTS), jobs: int = 1, log: Any = print,
+    openvino_variants: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Export, run on both architectures, compare; returns the report dict (see `markdown`)."""
+
+    from edgevit.quantize.data import embedded_eval_images
+
+    emu.require_tools(emu.ARM64)
+    numpy_pin = f"numpy=={metadata.version('numpy')}"
+    guest = _guest([f"onnxruntime=={metadata.version('onnxruntime')}", numpy_pin], log) if variants else None
 
     x = embedded_eval_images(224, MEAN, STD)[:images]
     workdir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
+    ov_paths: dict[str, Path] = {}
     weights: dict[str, str] = {}
     torch_refs: dict[str, np.ndarray] = {}
     for name in models:
         state, weights[name] = fixture_checkpoint(name)
+        # No checkpoint file: the export builds the same seeded weights itself and, as for any export
+        # without trained weights, does not judge top-1 (seeded logits have no trained margins); the
+        # proof's own checks below compare every output with these PyTorch logits.
         ckpt: Path | None = None
-        if state is not None:
-            ckpt = workdir / f"{name}-fixture.pth"
-            if not (reuse and ckpt.is_file()):
-                torch.save(state, ckpt)
         torch_refs[name] = run_torch(name, state, x)
         for variant in variants:
             out = workdir / f"{name}-{variant}.onnx"
@@ -302,41 +362,61 @@ def run(
                 if ver.get("executed") is False:
                     why = ver.get("reason")
                     UNVERIFIED[f"{name}-{variant}"] = f"exported without the pipeline's verification ({why})"
+        for variant in openvino_variants:
+            out = workdir / f"{name}-{variant}.openvino"
+            if not (reuse and out.is_dir()):
+                log(f"[x86] export {name} openvino {variant}")
+                out = export_openvino_ir(name, variant, out, ckpt)
+            ov_paths[f"{name}-{variant}"] = out
 
-    log(f"[x86] onnxruntime on {len(x)} images x {len(paths)} artifacts")
-    x86 = run_x86(paths, x, threads)
-    log(f"[arm64] onnxruntime under qemu on {len(x)} images x {len(paths)} artifacts (slow: emulated)")
-    t0 = time.monotonic()
-    # One guest process per artifact (`jobs` at a time): emulation is single-threaded per process.
-    groups = [{k: v} for k, v in paths.items()]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(pool.map(lambda g: emu.run_onnx(guest, g, x, threads=threads), groups))
-    arm = {k: v for r in results for k, v in r.outputs.items()}
-    np.savez(workdir / f"outputs-{'-'.join(models)}.npz", inputs=x, **{f"x86/{k}": v for k, v in x86.items()},
-             **{f"arm64/{k}": v for k, v in arm.items()})  # raw logits, to recheck without re-running
-    log(f"[arm64] done (emulated wall time {time.monotonic() - t0:.0f} s: NOT a device timing)")
-
-    checks = [c for name in models for c in compare(name, x86, arm, torch_refs[name])]
+    checks: list[Check] = []
+    results: list[emu.GuestOutputs] = []
+    if paths:
+        assert guest is not None
+        log(f"[x86] onnxruntime on {len(x)} images x {len(paths)} artifacts")
+        x86 = run_x86(paths, x, threads)
+        log(f"[arm64] onnxruntime under qemu on {len(x)} images x {len(paths)} artifacts (slow: emulated)")
+        t0 = time.monotonic()
+        # One guest process per artifact (`jobs` at a time): emulation is single-threaded per process.
+        groups = [{k: v} for k, v in paths.items()]
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            results = list(pool.map(lambda g: emu.run_onnx(guest, g, x, threads=threads), groups))
+        arm = {k: v for r in results for k, v in r.outputs.items()}
+        np.savez(workdir / f"outputs-{'-'.join(models)}.npz", inputs=x, **{f"x86/{k}": v for k, v in x86.items()},
+                 **{f"arm64/{k}": v for k, v in arm.items()})  # raw logits, to recheck without re-running
+        log(f"[arm64] done (emulated wall time {time.monotonic() - t0:.0f} s: NOT a device timing)")
+        checks = [c for name in models for c in compare(name, x86, arm, torch_refs[name])]
     for c in checks:
         if note := UNVERIFIED.get(f"{c.model}-{c.precision}"):
             c.notes.append(note)
+    ov_guest_info: dict[str, Any] = {}
+    if ov_paths:
+        ov_checks, ov_guest_info = run_openvino_checks(models, ov_paths, x, torch_refs, threads, jobs, workdir,
+                                                       [f"openvino=={metadata.version('openvino')}", numpy_pin], log)
+        checks += ov_checks
     import onnxruntime
 
+    host = {"machine": platform.machine(), "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+    if ov_paths:
+        host["openvino"] = metadata.version("openvino")
     return {
-        "passed": all(c.passed for c in checks),
+        "passed": bool(checks) and all(c.passed for c in checks),
         "checks": [asdict(c) for c in checks],
         "weights": weights,
         "images": int(len(x)),
         "suite": "bookworm",
-        "guest": {**results[0].info, "qemu_cpu": emu.ARM64.qemu_cpu or "max"},
-        "host": {"machine": platform.machine(), "onnxruntime": onnxruntime.__version__,
-                 "numpy": np.__version__},
+        "guest": {**(results[0].info if results else ov_guest_info), "qemu_cpu": emu.ARM64.qemu_cpu or "max"},
+        "guest_openvino": ov_guest_info,
+        "host": host,
         "criteria": {
             "fp32": "max|arm64 - x86| <= 1e-4*max(1, max|x86|); same bound vs the PyTorch model",
             "int8": f"per-image cosine(arm64 int8, x86 int8) >= {COSINE_MIN}; top-1 agreement reported; "
             "on x86 without VNNI the arm64-preset int8 is judged by cosine(arm64 int8, fp32) >= "
             "cosine(x86 int8, fp32) instead",
             "int8rr": "int8 with reduce_range (cannot saturate on x86): cosine vs x86 int8rr, strictly",
+            "openvino": "an OpenVINO IR run by the aarch64 OpenVINO wheel against x86 OpenVINO, with the "
+            "host's CPU plugin properties (f32 inference precision: OpenVINO's ARM default is f16): fp32 and "
+            "int8 judged as above",
         },
         "host_vnni": host_has_vnni(),
         "variants": VARIANTS,
@@ -348,8 +428,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     ap.add_argument("--images", type=int, default=8, help="real photos to run (max 14)")
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                    help="fp32; int8 (arm64 preset); int8rr (arm64 preset, reduce_range)")
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
+                    help="ONNX Runtime: fp32; int8 (arm64 preset); int8rr (arm64 preset, reduce_range); "
+                    "none given: no ONNX artifacts")
+    ap.add_argument("--openvino", nargs="*", default=["fp32", "int8"], choices=["fp32", "int8"],
+                    help="OpenVINO IRs to compare (default fp32 int8; none given: skip OpenVINO)")
     ap.add_argument("--jobs", type=int, default=1, help="guest processes in parallel (one per model)")
     ap.add_argument("--workdir", type=Path, default=emu.cache_root() / "arm64" / "artifacts",
                     help="where artifacts are exported (outside the repository)")
@@ -361,8 +444,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", type=Path, help="write the report as Markdown")
     args = ap.parse_args(argv)
     try:
+        import importlib.util
+
+        ov = tuple(args.openvino) if importlib.util.find_spec("openvino") else ()
+        if args.openvino and not ov:
+            print("openvino is not installed here (pip install 'edgevit[openvino]'): OpenVINO rows skipped",
+                  file=sys.stderr)
         report = run(args.models, images=args.images, workdir=args.workdir, threads=args.threads,
-                     reuse=args.reuse, variants=tuple(args.variants), jobs=args.jobs)
+                     reuse=args.reuse, variants=tuple(args.variants), jobs=args.jobs, openvino_variants=ov)
         if not args.no_image_check:
             report["image_check"] = image_check()
     except UnavailableError as exc:

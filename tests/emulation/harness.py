@@ -94,7 +94,8 @@ ARM64 = GuestArch(
     name="arm64",
     debian_arch="arm64",
     qemu="qemu-aarch64-static",
-    wheel_platforms=("manylinux_2_28_aarch64", "manylinux2014_aarch64", "linux_aarch64"),
+    # bookworm has glibc 2.36; OpenVINO's aarch64 wheels are manylinux_2_35
+    wheel_platforms=("manylinux_2_35_aarch64", "manylinux_2_28_aarch64", "manylinux2014_aarch64", "linux_aarch64"),
     cpuinfo_entry=_CPUINFO_A76,
     # The Raspberry Pi 5 core, matching the cpuinfo above: ORT picks its kernels from the hwcaps qemu
     # reports (dot product, no SVE/i8mm), as on the board; qemu's default "max" would add SVE/i8mm.
@@ -396,6 +397,64 @@ def run_onnx(
             "models": {k: str(Path(p).resolve()) for k, p in models.items()},
             "outdir": str(work),
             "threads": threads,
+        }
+        (work / "spec.json").write_text(json.dumps(spec))
+        guest.python([str(work / "run.py"), str(work / "spec.json")], timeout=timeout)
+        outputs = {k: np.load(work / f"{k}.npy") for k in models}
+        info = json.loads((work / "info.json").read_text())
+    return GuestOutputs(outputs=outputs, info=info)
+
+
+# Runs on the guest: numpy + openvino only. `configs` holds each model's CPU plugin properties (the
+# host's `compile_config`), so the guest computes in the precision the host does: OpenVINO's default on
+# ARMv8.2 cores (the A76 here) is f16, which an fp32 artifact must not get.
+_OPENVINO_GUEST_SCRIPT = textwrap.dedent(
+    """
+    import json, platform, sys
+    import numpy as np
+    import openvino as ov
+
+    def name(t):
+        return t.get_type_name() if hasattr(t, "get_type_name") else str(t)
+
+    spec = json.load(open(sys.argv[1]))
+    x = np.load(spec["inputs"])
+    core = ov.Core()
+    info = {"machine": platform.machine(), "openvino": ov.__version__.split("-")[0], "numpy": np.__version__,
+            "device": str(core.get_property("CPU", "FULL_DEVICE_NAME")),
+            "default_inference_precision": name(core.get_property("CPU", "INFERENCE_PRECISION_HINT"))}
+    precisions = {}
+    for key, path in spec["models"].items():
+        compiled = core.compile_model(core.read_model(path), "CPU", spec["configs"][key])
+        precisions[key] = name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        req = compiled.create_infer_request()
+        outs = []
+        for i in range(len(x)):
+            req.infer({0: x[i : i + 1]})
+            outs.append(np.array(req.get_output_tensor(0).data, copy=True))
+        np.save(spec["outdir"] + "/" + key + ".npy", np.concatenate(outs, axis=0))
+        print("done", key, flush=True)
+    info["inference_precision"] = precisions
+    json.dump(info, open(spec["outdir"] + "/info.json", "w"))
+    """
+)
+
+
+def run_openvino(
+    guest: Guest, models: Mapping[str, Path], configs: Mapping[str, Mapping[str, object]], inputs: np.ndarray,
+    *, timeout: float | None = None,
+) -> GuestOutputs:
+    """Run each OpenVINO IR (`.xml` with its `.bin`) on every row of `inputs` with the guest's OpenVINO,
+    compiled with `configs[key]` (CPU plugin properties)."""
+    with tempfile.TemporaryDirectory(prefix="edgevit-emu-") as tmp:
+        work = Path(tmp)
+        np.save(work / "inputs.npy", np.ascontiguousarray(inputs, dtype=np.float32))
+        (work / "run.py").write_text(_OPENVINO_GUEST_SCRIPT)
+        spec = {
+            "inputs": str(work / "inputs.npy"),
+            "models": {k: str(Path(p).resolve()) for k, p in models.items()},
+            "configs": {k: dict(v) for k, v in configs.items()},
+            "outdir": str(work),
         }
         (work / "spec.json").write_text(json.dumps(spec))
         guest.python([str(work / "run.py"), str(work / "spec.json")], timeout=timeout)
