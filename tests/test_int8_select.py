@@ -49,8 +49,11 @@ def test_mixed_model_keeps_float_where_int8_measured_slower(tmp_path):
         assert n.int8_ms is not None and n.float_ms is not None and n.int8_ms > n.float_ms, n
         assert n.reason.startswith("float: int8 does not pay")
     sel = rec.export["int8_selection"]
-    int8_convs = [d for d in sel["nodes"] if d["int8"] and d["kind"] == "Conv"]
-    assert int8_convs and all(d["int8_ms"] < d["float_ms"] for d in int8_convs)  # where it pays, it is int8
+    big = [d for d in sel["nodes"] if d["kind"] == "Conv" and (d["float_ms"] or 0) > 0.1]  # the 64-channel convs
+    assert big and all(d["int8"] and d["int8_ms"] < d["float_ms"] for d in big)  # where it pays, it is int8
+    for d in sel["nodes"]:  # int8 kept where its own cost does not pay only when no whole-model revert helped
+        if d["int8"] and d["int8_ms"] is not None and d["int8_ms"] >= d["float_ms"]:
+            assert d["reason"].startswith("int8: kept although"), d
     assert mp.int8_nodes == len([d for d in sel["nodes"] if d["int8"]]) and mp.summary == lines[0]
     assert sel["passes"][0]["taken"] and mp.holdout_cosine >= 0.995
 

@@ -394,7 +394,7 @@ def select(target: Int8Target, cost: CostSource | None, settings: SelectSettings
         notes.append(f"shipped although int8 does not pay here ({FORCE_FLAG})")
 
     decisions = [NodeDecision(c.name, c.kind, c.where, c.name not in float_set,
-                              reasons.get(c.name, "int8: pays" if c.name in seen else "int8"),
+                              reasons.get(c.name, _default_reason(seen.get(c.name), settings.margin)),
                               round(seen[c.name].int8_ms, 4) if c.name in seen else None,
                               round(seen[c.name].float_ms, 4) if c.name in seen else None)
                  for c in cands.values()]
@@ -406,6 +406,12 @@ def select(target: Int8Target, cost: CostSource | None, settings: SelectSettings
         notes=notes,
     )
     return artifact, record
+
+
+def _default_reason(cost: NodeCost | None, margin: float) -> str:
+    if cost is None:
+        return "int8"
+    return "int8: pays" if cost.pays(margin) else "int8: kept although its own cost does not pay (passes ended)"
 
 
 def int8_warning(sel: Selection) -> str | None:
