@@ -146,7 +146,8 @@ def test_executorch_int8_keeps_float_where_it_measured_slower(tmp_path):
     from edgevit.export import export
 
     pytest.importorskip("executorch")
-    rep = export("toy_conv_tiny_mlp", target="executorch", precision="int8", output=tmp_path / "m.pte")
+    rep = export("toy_conv_tiny_mlp", target="executorch", precision="int8", output=tmp_path / "m.pte",
+                 options={"int8_select": "measured"})  # the per-node search (static is the ExecuTorch default)
     mp = rep.record.int8_precision
     assert mp.runtime == "executorch" and "ETDump" in mp.cost_source and mp.outcome in ("pays", "parity",
                                                                                         "inconclusive")
