@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -224,8 +225,11 @@ def test_ctrl_c_keeps_what_was_measured(server: SshServer, tmp_path: Path, stack
     cache = tmp_path / "board-cache"
     with RemoteExecutor(target(server, cache)) as ex:
         watcher = _kill_during(ex, "c002", lambda: os.kill(os.getpid(), signal.SIGINT))
-        res = run_plan(plan(stacks, threads=1, executor=ex), SLOW)
-        watcher.join()
+        try:
+            res = run_plan(plan(stacks, threads=1, executor=ex), SLOW)
+            watcher.join()
+        except KeyboardInterrupt:  # a failure with its traceback, not a dead test worker
+            pytest.fail("Ctrl-C escaped run_plan:\n" + traceback.format_exc())
     assert res.cases[0].ok and [c.error for c in res.cases[1:]] == ["not run: interrupted"] * 2
     assert _no_process_left(str(cache)) == []
     assert list((cache / "runs").iterdir()) == []

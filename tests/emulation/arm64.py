@@ -330,6 +330,7 @@ def run(
     openvino_variants: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Export, run on both architectures, compare; returns the report dict (see `markdown`)."""
+    import torch
 
     from edgevit.quantize.data import embedded_eval_images
 
@@ -344,11 +345,14 @@ def run(
     weights: dict[str, str] = {}
     torch_refs: dict[str, np.ndarray] = {}
     for name in models:
-        state, weights[name] = fixture_checkpoint(name)
-        # No checkpoint file: the export builds the same seeded weights itself and, as for any export
-        # without trained weights, does not judge top-1 (seeded logits have no trained margins); the
-        # proof's own checks below compare every output with these PyTorch logits.
+        state, weights[name], is_fixture = fixture_checkpoint(name)
+        # Seeded weights: no checkpoint file, the export builds the same ones itself and (as for any export
+        # without trained weights) does not judge top-1 on them. Fixture weights go in as a checkpoint.
         ckpt: Path | None = None
+        if is_fixture:
+            ckpt = workdir / f"{name}-fixture.pth"
+            if not (reuse and ckpt.is_file()):
+                torch.save(state, ckpt)
         torch_refs[name] = run_torch(name, state, x)
         for variant in variants:
             out = workdir / f"{name}-{variant}.onnx"

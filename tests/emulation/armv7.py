@@ -244,6 +244,7 @@ def compare(name: str, precision: str, arm: np.ndarray, x86: np.ndarray, ref: np
 def run(models: list[str], *, images: int, workdir: Path, threads: int = 1, reuse: bool = False,
         precisions: tuple[str, ...] = ("fp32", "fp16", "int8"), log: Any = print) -> dict[str, Any]:
     """Export (verified on x86), run in x86 ncnn and armv7 ncnn, compare; returns the report dict."""
+    import torch
 
     from edgevit.export import export
     from edgevit.quantize.data import embedded_eval_images
@@ -259,11 +260,14 @@ def run(models: list[str], *, images: int, workdir: Path, threads: int = 1, reus
     refs: dict[str, np.ndarray] = {}
     x86_verify: dict[str, Any] = {}
     for name in models:
-        state, weights[name] = fixture_checkpoint(name)
-        # No checkpoint file: the export builds the same seeded weights itself and, as for any export
-        # without trained weights, does not judge top-1 (seeded logits have no trained margins); the
-        # proof's own checks below compare every output with these PyTorch logits.
+        state, weights[name], is_fixture = fixture_checkpoint(name)
+        # Seeded weights: no checkpoint file, the export builds the same ones itself and (as for any export
+        # without trained weights) does not judge top-1 on them. Fixture weights go in as a checkpoint.
         ckpt: Path | None = None
+        if is_fixture:
+            ckpt = workdir / f"{name}-fixture.pth"
+            if not (reuse and ckpt.is_file()):
+                torch.save(state, ckpt)
         refs[name] = run_torch(name, state, x)
         for precision in precisions:
             out = workdir / f"{name}-{precision}.ncnn"
