@@ -109,7 +109,7 @@ def naive_artifacts(name: str, model: Any, tmp: Path, runtimes: list[str]) -> tu
 
 
 def edgevit_artifacts(name: str, checkpoint: Path, tmp: Path, threads: int,
-                      runtimes: list[str]) -> tuple[dict[str, tuple[str, Path]], dict]:
+                      runtimes: list[str], skip: tuple[str, ...] = ()) -> tuple[dict[str, tuple[str, Path]], dict]:
     """edgevit's exports per runtime and precision (export-time verification off: cosines are measured
     here on the same photos for every variant). A refused or failed export is recorded, not fatal."""
     from edgevit.errors import EdgeVitError
@@ -124,6 +124,9 @@ def edgevit_artifacts(name: str, checkpoint: Path, tmp: Path, threads: int,
                 continue
             for precision in precisions:
                 key = f"{prefix}_{precision}"
+                if key in skip:
+                    notes[key] = "skipped (--skip)"
+                    continue
                 print(f"  export {key}", flush=True)
                 try:
                     rep = export(name, target=target, precision=precision, checkpoint=checkpoint, verify=False,
@@ -166,7 +169,8 @@ def goals(samples: dict[str, list[float]], cosine: dict[str, float]) -> dict[str
             "cosine_goal": COSINE_GOAL}
 
 
-def bench_model(name: str, threads: int, rounds: int, warmup: int, runtimes: list[str]) -> dict[str, Any]:
+def bench_model(name: str, threads: int, rounds: int, warmup: int, runtimes: list[str],
+                skip: tuple[str, ...] = ()) -> dict[str, Any]:
     import torch
 
     from edgevit.models import build_reference, model_info
@@ -181,7 +185,7 @@ def bench_model(name: str, threads: int, rounds: int, warmup: int, runtimes: lis
         with torch.no_grad():
             ref = model(torch.from_numpy(photos)).numpy()
         naive, notes = naive_artifacts(name, model, tmp, runtimes)
-        ours, more = edgevit_artifacts(name, checkpoint, tmp, threads, runtimes)
+        ours, more = edgevit_artifacts(name, checkpoint, tmp, threads, runtimes, skip)
         notes.update(more)
         rs = runners({**naive, **ours}, threads)
         cosine = {}
@@ -259,6 +263,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
+    ap.add_argument("--skip", nargs="+", default=[], metavar="VARIANT",
+                    help="edgevit variants not to export, e.g. et_int8 (recorded as skipped)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=10)
@@ -273,7 +279,7 @@ def main() -> None:
     env: dict[str, Any] = {
         "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
         "openvino": openvino.__version__.split("-")[0], "cpu": lscpu(), "cores": os.cpu_count(),
-        "threads": args.threads, "rounds": args.rounds, "runtimes": args.runtimes,
+        "threads": args.threads, "rounds": args.rounds, "runtimes": args.runtimes, "skipped": args.skip,
         "load_avg_at_start": [round(v, 2) for v in os.getloadavg()],
         "note": "variants run interleaved in one process: compare them within a run; the load averages say "
                 "whether other work shared the cores",
@@ -281,7 +287,7 @@ def main() -> None:
     results = {}
     for name in args.models:
         print(f"[{name}] exporting and timing", flush=True)
-        results[name] = bench_model(name, args.threads, args.rounds, args.warmup, args.runtimes)
+        results[name] = bench_model(name, args.threads, args.rounds, args.warmup, args.runtimes, tuple(args.skip))
     env["load_avg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     report = {"env": env, "results": results}
     write_report(report, markdown(report), args.json, args.markdown)

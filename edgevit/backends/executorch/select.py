@@ -9,6 +9,7 @@ configuration that is timed, and the one shipped, is a lowered program run by Ex
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 DRIFT_IMAGES = 4
 DEFAULT_MODE = "static"  # see quantize_for_export
+MAX_ACCURACY_REVERTS = 2  # each accuracy probe is a fresh PT2E calibration (~20 s on fcaformer_l1): bound the loop
 
 
 class _Taps:
@@ -176,6 +178,7 @@ def quantize_for_export(model: Any, example: Any, req: "ExportRequest") -> tuple
     # runs the per-node search.
     options = {OPTION_SELECT: DEFAULT_MODE, **req.options}
     settings = settings_from_options(options, force=req.int8_force, judge_top1=req.trained_weights)
+    settings = dataclasses.replace(settings, max_accuracy_reverts=MAX_ACCURACY_REVERTS)
     holdout = req.calib.holdout if len(req.calib.holdout) else req.calib.calib[:8]
     with tempfile.TemporaryDirectory(prefix="edgevit-et-int8-") as tmp:
         target = ExecuTorchInt8Target(model, example, req.calib, holdout, threads=req.threads, label=req.model_name,
