@@ -134,6 +134,9 @@ def edgevit_artifacts(name: str, checkpoint: Path, tmp: Path, threads: int,
                 except EdgeVitError as exc:
                     notes[key] = f"not exported: {exc}"
                     continue
+                except Exception as exc:  # noqa: BLE001  a bug in one variant must not lose the run's other results
+                    notes[key] = f"export crashed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                    continue
                 paths[key] = (runtime, rep.artifact)
                 if summary_line := rep.record.export.get("int8_summary"):
                     notes[key] = summary_line
@@ -288,9 +291,9 @@ def main() -> None:
     for name in args.models:
         print(f"[{name}] exporting and timing", flush=True)
         results[name] = bench_model(name, args.threads, args.rounds, args.warmup, args.runtimes, tuple(args.skip))
-    env["load_avg_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    report = {"env": env, "results": results}
-    write_report(report, markdown(report), args.json, args.markdown)
+        env["load_avg_at_end"] = [round(v, 2) for v in os.getloadavg()]
+        report = {"env": env, "results": results}
+        write_report(report, markdown(report), args.json, args.markdown)  # after every model: nothing measured is lost
 
 
 if __name__ == "__main__":

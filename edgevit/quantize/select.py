@@ -433,12 +433,13 @@ def int8_summary(sel: Selection) -> str:
     hist = sel.histogram()
     parts = ", ".join(f"{k} {v['int8']}/{v['int8'] + v['float']}" for k, v in sorted(hist.items()))
     slow = collections.Counter(d.kind for d in sel.nodes if not d.int8 and "does not pay" in d.reason)
-    acc = [d.name for d in sel.nodes if not d.int8 and d.reason.startswith("float: accuracy")]
+    acc_kinds = collections.Counter(d.kind for d in sel.nodes if not d.int8 and d.reason.startswith("float: accuracy"))
+    acc = [f"{k} {n}" for k, n in sorted(acc_kinds.items())]  # counts by kind: the names are in the record
     kept = []
     if slow:
         kept.append("float where int8 does not pay: " + ", ".join(f"{k} {n}" for k, n in sorted(slow.items())))
     if acc:
-        kept.append("float for accuracy: " + ", ".join(acc))
+        kept.append("float for accuracy: " + ", ".join(acc) + " (names in the record)")
     speed = SpeedVerdict(**sel.speed).describe() if sel.speed else "speed not measured"
     return (f"{sel.runtime} int8 ({sel.mode}): {len(sel.int8_nodes)}/{len(sel.nodes)} nodes int8 ({parts})"
             + (f"; {'; '.join(kept)}" if kept else "")

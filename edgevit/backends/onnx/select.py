@@ -101,6 +101,10 @@ class OnnxInt8Target:
         dq = _dequantized(q)
         io = {n.name: ((n.input[0], n.input[0]), (n.output[0], dq.get(n.output[0], n.output[0])))
               for n in pre.graph.node if n.name in int8}
+        # Only tensors both graphs compute: the quantizer may fold or rename a tensor (stvit_small's gathers);
+        # a node without taps gets no drift figure and is ranked last.
+        have_pre, have_q = _tensor_names(pre), _tensor_names(q)
+        io = {k: v for k, v in io.items() if all(t in have_pre for t in v[0]) and all(t in have_q for t in v[1])}
         meter = DriftMeter(io)
         ref_names = [t for t in meter.ref_tensors() if t not in skip]
         got_names = [t for t in meter.got_tensors() if t not in skip]
@@ -113,6 +117,13 @@ class OnnxInt8Target:
                 runs.append(dict(zip(names, outs)))
             meter.add(runs[0], runs[1])
         return meter.drift()
+
+
+def _tensor_names(model: Any) -> set[str]:
+    """The tensors a graph computes or is fed (not its initializers: a constant cannot be a tapped output)."""
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    return ({i.name for i in g.input} - inits) | {o for n in g.node for o in n.output}
 
 
 def _dequantized(model: Any) -> dict[str, str]:
