@@ -96,7 +96,8 @@ def test_fp16_keeps_float32_io_and_layernorm(tmp_out):
 
 
 def test_int8_export_verifies_by_cosine(tmp_out):
-    rep = _export(output=tmp_out / "q.onnx", precision="int8", calib_samples=32)
+    # int8_force: this test is about verification; whether int8 pays is tests/test_int8_select.py's
+    rep = _export(output=tmp_out / "q.onnx", precision="int8", calib_samples=32, int8_force=True)
     v = rep.verification
     assert v.executed and v.passed, v.reason
     assert v.outputs[0].cosine >= 0.98

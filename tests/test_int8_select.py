@@ -46,7 +46,7 @@ def test_mixed_model_keeps_float_where_int8_measured_slower(tmp_path):
     gemms = [n for n in floats.values() if n.kind == "Gemm"]
     assert len(gemms) >= 10, floats  # the tail of 13 tiny Gemms (at most a few kept int8 by the whole-model check)
     for n in gemms:  # each one kept float because its measured int8 cost was higher
-        assert n.int8_ms is not None and n.float_ms is not None and n.int8_ms > n.float_ms, n
+        assert n.int8_ms is not None and n.float_ms is not None and n.int8_ms >= n.float_ms * 0.97, n  # not >= 3% cheaper
         assert n.reason.startswith("float: int8 does not pay")
     sel = rec.export["int8_selection"]
     big = [d for d in sel["nodes"] if d["kind"] == "Conv" and (d["float_ms"] or 0) > 0.1]  # the 64-channel convs

@@ -223,13 +223,13 @@ def test_sshd_killed_mid_run_fails_the_rest_in_one_line(tmp_path: Path, stacks: 
 
 def test_ctrl_c_keeps_what_was_measured(server: SshServer, tmp_path: Path, stacks: list[Path]) -> None:
     cache = tmp_path / "board-cache"
-    with RemoteExecutor(target(server, cache)) as ex:
-        watcher = _kill_during(ex, "c002", lambda: os.kill(os.getpid(), signal.SIGINT))
-        try:
+    try:
+        with RemoteExecutor(target(server, cache)) as ex:
+            watcher = _kill_during(ex, "c002", lambda: os.kill(os.getpid(), signal.SIGINT))
             res = run_plan(plan(stacks, threads=1, executor=ex), SLOW)
             watcher.join()
-        except KeyboardInterrupt:  # a failure with its traceback, not a dead test worker
-            pytest.fail("Ctrl-C escaped run_plan:\n" + traceback.format_exc())
+    except KeyboardInterrupt:  # a failure with its traceback, not a dead test worker
+        pytest.fail("Ctrl-C escaped run_plan (or came after it):\n" + traceback.format_exc())
     assert res.cases[0].ok and [c.error for c in res.cases[1:]] == ["not run: interrupted"] * 2
     assert _no_process_left(str(cache)) == []
     assert list((cache / "runs").iterdir()) == []
