@@ -200,7 +200,7 @@ class ArtifactRecord:
         w = self.weights
         model = build_reference(self.model, checkpoint=w.checkpoint if w.kind == "checkpoint" else None,
                                 img_size=self.img_size, num_classes=self.num_classes, seed=w.seed or 0,
-                                init=w.init)
+                                **({"init": w.init} if w.init else {}))  # a checkpoint's record has no rule
         if self.params and count_params(model) != self.params:
             raise VerificationError(f"the sidecar of {self.artifact} names model {self.model!r}, but the artifact "
                                     f"has {self.params:,} parameters and {self.model} {count_params(model):,}: "
