@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from edgevit.bench.protocol import Protocol
+from edgevit.bench.regress import GateOutcome
 from edgevit.bench.runner import Case, CaseResult
 from edgevit.bench.stability import is_unstable
 from edgevit.bench.verdict import Interval, NoiseModel, Rule, decide, noise_model
 from edgevit.errors import ConfigError
 
 STATISTICS = {"median": 0.5, "p25": 0.25, "min": 0.0}  # what one fresh process's samples are reduced to
-FAILING = ("regression", "error", "inconclusive", "missing")
 # chosen by benchmarks/gate_power.py (false alarms and power under load on the 2-core host; gate_power.md)
 DEFAULT_NOISE = "wilcoxon"
 DEFAULT_STATISTIC = "median"
@@ -66,7 +66,7 @@ class PairedCase:
 
 
 @dataclass
-class PairedReport:
+class PairedReport(GateOutcome):
     cases: list[PairedCase]
     tolerance: float
     floor_ms: float
@@ -84,37 +84,6 @@ class PairedReport:
     allow_inconclusive: bool = False
     created: str = ""
     mode: str = "paired"
-
-    def _fails(self, c: PairedCase) -> bool:
-        if c.verdict == "missing":
-            return not self.allow_missing
-        if c.verdict == "inconclusive":
-            return not self.allow_inconclusive
-        return c.verdict in FAILING
-
-    @property
-    def failed(self) -> bool:
-        return any(self._fails(c) for c in self.cases)
-
-    @property
-    def failing(self) -> list[PairedCase]:
-        return [c for c in self.cases if self._fails(c)]
-
-    @property
-    def wins(self) -> list[PairedCase]:
-        return [c for c in self.cases if c.verdict == "improvement"]
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for c in self.cases:
-            out[c.verdict] = out.get(c.verdict, 0) + 1
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["failed"] = self.failed
-        d["counts"] = self.counts()
-        return d
 
 
 # ---------------------------------------------------------------- matching the two sides

@@ -41,6 +41,47 @@ FAILING = ("regression", "error", "inconclusive", "missing")
 NORMALIZE = ("auto", "always", "never")
 
 
+class GateOutcome:
+    """What a gate report derives from its cases' verdicts (stored and paired reports alike): which cases
+    fail (missing/inconclusive only unless allowed), the exit code, the counts, the JSON form."""
+
+    cases: Sequence[Any]
+    allow_missing: bool
+    allow_inconclusive: bool
+
+    def _fails(self, c: Any) -> bool:
+        if c.verdict == "missing":
+            return not self.allow_missing
+        if c.verdict == "inconclusive":
+            return not self.allow_inconclusive
+        return c.verdict in FAILING
+
+    @property
+    def failed(self) -> bool:
+        return any(self._fails(c) for c in self.cases)
+
+    @property
+    def failing(self) -> list[Any]:
+        return [c for c in self.cases if self._fails(c)]
+
+    @property
+    def wins(self) -> list[Any]:
+        return [c for c in self.cases if c.verdict == "improvement"]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(c.verdict == v for c in self.cases) for v in VERDICTS if any(c.verdict == v for c in self.cases)}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        d["failed"] = self.failed
+        d["counts"] = self.counts()
+        return d
+
+
 @dataclass
 class CaseComparison:
     id: str
@@ -60,7 +101,7 @@ class CaseComparison:
 
 
 @dataclass
-class RegressReport:
+class RegressReport(GateOutcome):
     cases: list[CaseComparison]
     tolerance: float
     floor_ms: float
@@ -75,38 +116,6 @@ class RegressReport:
     allow_missing: bool = False
     allow_inconclusive: bool = False
     mode: str = "baseline"
-
-    def _fails(self, c: CaseComparison) -> bool:
-        if c.verdict == "missing":
-            return not self.allow_missing
-        if c.verdict == "inconclusive":
-            return not self.allow_inconclusive
-        return c.verdict in FAILING
-
-    @property
-    def failed(self) -> bool:
-        return any(self._fails(c) for c in self.cases)
-
-    @property
-    def failing(self) -> list[CaseComparison]:
-        return [c for c in self.cases if self._fails(c)]
-
-    @property
-    def wins(self) -> list[CaseComparison]:
-        return [c for c in self.cases if c.verdict == "improvement"]
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
-
-    def counts(self) -> dict[str, int]:
-        return {v: sum(c.verdict == v for c in self.cases) for v in VERDICTS if any(c.verdict == v for c in self.cases)}
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["failed"] = self.failed
-        d["counts"] = self.counts()
-        return d
 
 
 # ---------------------------------------------------------------- statistics
