@@ -232,6 +232,30 @@ def test_slower_int8_is_refused_unless_forced(tmp_out: Path, monkeypatch: pytest
                options={"int8_force": True})
 
 
+def test_undone_latency_choices_still_ship_int8_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every op charged as slower (margins removed), and the end-to-end timing saying those choices lost:
+    they are undone, and the re-quantized artifact is compressed like any other (int8 weights, not float
+    weights under a FakeQuantize: a loaded CI machine shipped those)."""
+    monkeypatch.setattr(quantize, "MARGIN_US", float("-inf"))
+    monkeypatch.setattr(quantize, "MARGIN_REL", float("-inf"))
+    real = quantize._paired
+
+    def choices_lost(runners, images, batch, rounds, threads):  # the real timing; the choices made 2x slower
+        out = real(runners, images, batch, 3, threads)
+        if "latency_choices_gain" in out:
+            out["latency_choices_gain"] = {"median": 0.5, "p10": 0.45, "p90": 0.55}
+        return out
+
+    monkeypatch.setattr(quantize, "_paired", choices_lost)
+    rep = export("toy_vit", target="openvino", precision="int8", output=tmp_path / "u.openvino", verify=False,
+                 options={"rounds": 3}, int8_force=True, calib_samples=16)
+    q = rep.record.export["int8"]
+    assert any("made int8 slower end to end" in n for n in q["notes"]) and "undone_latency_choices" in q["latency"]
+    assert not [f for f in q["float_ops"] if f["reason"] == "latency"]
+    info = inspect_openvino(rep.artifact)
+    assert info["weights"].get("i8") and info["fake_quantize"] > 0
+
+
 # ----------------------------------------------------------------------------- the search's pieces
 
 

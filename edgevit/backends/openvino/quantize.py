@@ -460,7 +460,7 @@ def quantize_openvino(
         dropped = [k for k, f in kept.items() if f["reason"] == "latency"]
         for k in dropped:
             del kept[k]
-        final = settle()
+        final = compress_weights(settle())
         report.float_ops = list(kept.values())
         int8_runner.close()
         int8_runner = _runner(final, threads, "int8")
