@@ -1,8 +1,8 @@
 """Every `edgevit` command the README shows, taken from the README itself (never a list kept by hand):
 in the default suite each one parses (its command and every option exist); under -m slow each one runs,
-in order, in one fresh folder, with the embedded default (no user files: stand-ins are made for the two
-the README names), and either succeeds or, where this machine lacks what it needs (a CUDA GPU, a board
-over SSH), ends with one error line."""
+in order, in a fresh clone of the repository, with the embedded default (no user files: stand-ins are
+made for the two the README names), and either succeeds or, where this machine lacks what it needs (a
+CUDA GPU, a board over SSH), ends with one error line."""
 from __future__ import annotations
 
 import os
@@ -79,10 +79,18 @@ def _stand_ins(work: Path) -> dict[str, str]:
     return {"~/imagenet/val": str(val)}
 
 
+def _checkout(work: Path) -> Path:
+    """A clone of this repository, as a user runs the README in: `regress --base origin/main` needs the
+    ref (set to the commit under test) and `--suite benchmarks/...` the files."""
+    git = lambda *a: subprocess.run(["git", *a], check=True, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    git("clone", "--quiet", str(REPO), str(work))
+    git("-C", str(work), "update-ref", "refs/remotes/origin/main", git("-C", str(REPO), "rev-parse", "HEAD"))
+    return work
+
+
 @pytest.mark.slow
 def test_every_readme_command_runs(tmp_path: Path) -> None:
-    work = tmp_path / "work"
-    work.mkdir()
+    work = _checkout(tmp_path / "work")
     swaps = _stand_ins(work)
     env = dict(os.environ, EDGEVIT_CACHE=str(tmp_path / "cache"), COLUMNS="80", PYTHONPATH=str(REPO))
     code = "import sys; from edgevit.cli import main; sys.argv = ['edgevit', *sys.argv[1:]]; main()"
