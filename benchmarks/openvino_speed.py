@@ -192,8 +192,13 @@ def bench_model(name: str, threads: int, rounds: int, warmup: int, runtimes: lis
         notes.update(more)
         rs = runners({**naive, **ours}, threads)
         cosine = {}
-        for key, r in rs.items():
-            out = np.concatenate([r.infer(photos[i : i + 1]) for i in range(len(photos))])
+        for key, r in list(rs.items()):
+            try:
+                out = np.concatenate([r.infer(photos[i : i + 1]) for i in range(len(photos))])
+            except Exception as exc:  # noqa: BLE001 - a program its runtime cannot run is a finding, not a crash
+                notes[key] = f"exported but fails in its runtime: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+                rs.pop(key).close()
+                continue
             cosine[key] = float(cosine_rows(ref, out).min())
         precision = {k: r.inference_precision() for k, r in rs.items() if hasattr(r, "inference_precision")}
         print(f"  timing {len(rs)} variants x {rounds} rounds", flush=True)

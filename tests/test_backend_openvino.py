@@ -340,3 +340,23 @@ def test_real_model_int8_pays_and_meets_the_budget(tmp_path: Path) -> None:
     q = rep.record.export["int8"]
     assert rep.verification is not None and rep.verification.passed
     assert q["accuracy"]["cosine_min"] >= 0.995 and q["latency"]["speedup_vs_fp32"]["p90"] >= 1.0
+
+
+@pytest.mark.slow
+def test_stvit_small_int8_ships_what_compiles(tmp_path: Path) -> None:
+    """stvit_small with the conformance fixture: its quantized attention MatMuls compile as FakeQuantize but
+    not once the weights are folded to int8; the search judges the shipped form, keeps those float
+    (reason `compile`) and the artifact loads."""
+    conformance = pytest.importorskip("tests.conformance")
+    try:
+        state = conformance.official_state_dict("stvit_small")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    torch.save(state, tmp_path / "stvit_small.pth")
+    rep = export("stvit_small", target="openvino", precision="int8", output=tmp_path / "s.openvino",
+                 checkpoint=tmp_path / "stvit_small.pth", int8_force=True)
+    q = rep.record.export["int8"]
+    assert any(f["reason"] == "compile" for f in q["float_ops"]), q["float_ops"]
+    assert rep.record.verification["passed"] and inspect_openvino(rep.artifact)["weights"].get("i8")
+    with open_runner("openvino", rep.artifact, threads=2) as r:
+        assert r.infer(np.zeros((1, 3, 224, 224), np.float32)).shape == (1, 1000)
