@@ -1,4 +1,4 @@
-"""What the speed scripts share: the models they cover and edgevit's seeded weights saved as a checkpoint.
+"""What the speed scripts share: the models they cover and the weights they time, saved as a checkpoint.
 
 Scripts run as files (`python benchmarks/X.py`), so this sibling module is importable by plain name.
 """
@@ -14,15 +14,31 @@ DEFAULT_MODELS = ("fcaformer_l1", "cas_vit_xs", "stvit_small")  # the issues' th
 
 
 def save_fixture_checkpoint(name: str, folder: Path) -> tuple[Path, str]:
-    """edgevit's seeded weights of realistic scale (what an export without --checkpoint uses) as a .pt file,
-    so a naive export of the same model (no edgevit export pipeline) gets exactly the same weights."""
+    """The weights the issues' accuracy goals name, saved as a .pt checkpoint so a naive export (no edgevit
+    pipeline) gets exactly the same ones: the conformance fixture's official-layout state dict where
+    ../shared/conformance has it, else edgevit's seeded weights of realistic scale. Returns (path, label)."""
     import torch
 
     from edgevit.models import SEEDED, build_reference
 
-    path = Path(folder) / f"{name}_seeded.pt"
-    torch.save(build_reference(name).state_dict(), path)
-    return path, f"seeded weights ({SEEDED}, seed 0)"
+    try:
+        state, label = _fixture_state(name), f"conformance fixture {name} (official keys)"
+    except Exception as exc:  # noqa: BLE001 - fixtures absent outside a checkout beside ../shared
+        state, label = build_reference(name).state_dict(), f"seeded weights ({SEEDED}, seed 0; no fixture: {exc})"
+    path = Path(folder) / f"{name}_weights.pt"
+    torch.save(state, path)
+    return path, label
+
+
+def _fixture_state(name: str) -> dict[str, Any]:
+    import sys
+
+    repo = str(Path(__file__).resolve().parents[1])
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from tests import conformance
+
+    return conformance.official_state_dict(name)
 
 
 def write_report(report: dict[str, Any], markdown: str, json_path: Path | None, md_path: Path | None) -> None:

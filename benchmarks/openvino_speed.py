@@ -3,8 +3,8 @@
 against the naive export of the official code in the same four runtimes, paired and interleaved in one
 process (a script, not a test).
 
-Per model (edgevit's seeded weights of realistic scale, saved as a checkpoint so the naive export gets
-the same ones), batch 1, `--threads` threads:
+Per model (the conformance fixture's weights, or edgevit's seeded ones where there is no fixture, saved
+as a checkpoint so the naive export gets the same ones), batch 1, `--threads` threads:
 
 - naive: the train form exported as a user would without edgevit: plain `torch.onnx.export` (dynamo)
   run in ONNX Runtime (`naive_ort_fp32`, the baseline of every ratio) and in OpenVINO (`naive_ov_fp32`,
@@ -230,7 +230,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         (f"ORT {env['onnxruntime']}, OpenVINO {env['openvino']}, torch {env['torch']}; {env['rounds']} paired rounds; "
          f"load average {env['load_avg_at_start']} at start, {env['load_avg_at_end']} at end ({env['cores']} cores). "
-         f"ISA flags: {' '.join(env['cpu']['isa_flags'])}. Seeded weights of realistic scale."),
+         f"ISA flags: {' '.join(env['cpu']['isa_flags'])}. Weights: "
+         + "; ".join(f"{m}: {r['weights']}" for m, r in report["results"].items() if "weights" in r) + "."),
         "",
         f"## Goals (edgevit's best path: the fastest edgevit variant with worst photo cosine >= {COSINE_GOAL})",
         "",
