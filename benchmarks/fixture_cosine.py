@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cosine_rows, save_fixture_checkpoint, write_report  # noqa: E402
+from _common import cosine_rows, save_fixture_checkpoint, write_report
 
 MODELS = ("fcaformer_l1", "cas_vit_xs", "cas_vit_s", "stvit_small")
 VARIANTS = {"ort_fp32": ("onnx", "fp32"), "ov_fp32": ("openvino", "fp32"), "ov_fp16": ("openvino", "fp16"),

@@ -82,7 +82,9 @@ def _stand_ins(work: Path) -> dict[str, str]:
 def _checkout(work: Path) -> Path:
     """A clone of this repository, as a user runs the README in: `regress --base origin/main` needs the
     ref (set to the commit under test) and `--suite benchmarks/...` the files."""
-    git = lambda *a: subprocess.run(["git", *a], check=True, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout.strip()
+
     git("clone", "--quiet", str(REPO), str(work))
     git("-C", str(work), "update-ref", "refs/remotes/origin/main", git("-C", str(REPO), "rev-parse", "HEAD"))
     return work
