@@ -95,6 +95,7 @@ class Check:
     cosine_min_x86_vs_fp32: float | None = None  # int8: x86 int8 vs x86 fp32 (worst image)
     top1_vs_fp32: float | None = None  # int8: arm64 int8 argmax == x86 fp32 argmax
     top1_x86_vs_fp32: float | None = None  # int8: x86 int8 argmax == x86 fp32 argmax
+    x86_kernel_spread: float | None = None  # int8: cosine(x86 fused int8 kernels, x86 float Q/DQ), worst image
     judged_by: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -125,12 +126,15 @@ def export_artifact(name: str, variant: str, output: Path, checkpoint: Path | No
     return Path(report.artifact)
 
 
-def run_x86(paths: dict[str, Path], x: np.ndarray, threads: int) -> dict[str, np.ndarray]:
-    """The same per-image loop as the guest script, on this machine's ONNX Runtime."""
+def run_x86(paths: dict[str, Path], x: np.ndarray, threads: int, *, optimize: bool = True) -> dict[str, np.ndarray]:
+    """The same per-image loop as the guest script, on this machine's ONNX Runtime. `optimize=False`
+    disables every graph optimization: each Q/DQ pair is computed in float, int8's reference semantics."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     out: dict[str, np.ndarray] = {}
     for key, path in paths.items():
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
@@ -166,6 +170,9 @@ def compare(
         c.cosine_min, c.cosine_mean = float(cos.min()), float(cos.mean())
         c.top1_agreement = float(np.mean(a.argmax(-1) == r.argmax(-1)))
         c.max_abs_err = float(np.abs(a - r).max())
+        if (qdq := x86.get(f"{key}/float-qdq")) is not None:
+            # recorded, not judged: how far two valid int8 executions on x86 itself are apart
+            c.x86_kernel_spread = float(cosine_rows(r, qdq).min())
         if f"{name}-fp32" in x86:
             ref = x86[f"{name}-fp32"]
             c.cosine_min_vs_fp32 = float(cosine_rows(a, ref).min())
@@ -379,6 +386,8 @@ def run(
         assert guest is not None
         log(f"[x86] onnxruntime on {len(x)} images x {len(paths)} artifacts")
         x86 = run_x86(paths, x, threads)
+        quantized = {k: p for k, p in paths.items() if not k.endswith("-fp32")}
+        x86.update({f"{k}/float-qdq": v for k, v in run_x86(quantized, x, threads, optimize=False).items()})
         log(f"[arm64] onnxruntime under qemu on {len(x)} images x {len(paths)} artifacts (slow: emulated)")
         t0 = time.monotonic()
         # One guest process per artifact (`jobs` at a time): emulation is single-threaded per process.
