@@ -14,31 +14,22 @@ DEFAULT_MODELS = ("fcaformer_l1", "cas_vit_xs", "stvit_small")  # the issues' th
 
 
 def save_fixture_checkpoint(name: str, folder: Path) -> tuple[Path, str]:
-    """The weights the issues' accuracy goals name, saved as a .pt checkpoint so a naive export (no edgevit
-    pipeline) gets exactly the same ones: the conformance fixture's official-layout state dict where
-    ../shared/conformance has it, else edgevit's seeded weights of realistic scale. Returns (path, label)."""
-    import torch
-
-    from edgevit.models import SEEDED, build_reference
-
-    try:
-        state, label = _fixture_state(name), f"conformance fixture {name} (official keys)"
-    except Exception as exc:  # noqa: BLE001 - fixtures absent outside a checkout beside ../shared
-        state, label = build_reference(name).state_dict(), f"seeded weights ({SEEDED}, seed 0; no fixture: {exc})"
-    path = Path(folder) / f"{name}_weights.pt"
-    torch.save(state, path)
-    return path, label
-
-
-def _fixture_state(name: str) -> dict[str, Any]:
+    """The weights the issues' accuracy goals name (the emulation proofs' choice: the conformance fixture
+    where ../shared has it, else edgevit's seeded weights), saved as a .pt checkpoint so a naive export (no
+    edgevit pipeline) gets exactly the same ones. Returns (path, label)."""
     import sys
+
+    import torch
 
     repo = str(Path(__file__).resolve().parents[1])
     if repo not in sys.path:
         sys.path.insert(0, repo)
-    from tests import conformance
+    from tests.emulation.common import fixture_checkpoint
 
-    return conformance.official_state_dict(name)
+    state, label, _ = fixture_checkpoint(name)
+    path = Path(folder) / f"{name}_weights.pt"
+    torch.save(state, path)
+    return path, label
 
 
 def write_report(report: dict[str, Any], markdown: str, json_path: Path | None, md_path: Path | None) -> None:

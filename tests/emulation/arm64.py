@@ -49,6 +49,7 @@ from tests.emulation.common import (
     STD,
     conformance_bound,
     cosine_rows,
+    export_checkpoint,
     fixture_checkpoint,
     run_torch,
     write_report,
@@ -95,7 +96,7 @@ class Check:
     cosine_min_x86_vs_fp32: float | None = None  # int8: x86 int8 vs x86 fp32 (worst image)
     top1_vs_fp32: float | None = None  # int8: arm64 int8 argmax == x86 fp32 argmax
     top1_x86_vs_fp32: float | None = None  # int8: x86 int8 argmax == x86 fp32 argmax
-    x86_kernel_spread: float | None = None  # int8: cosine(x86 fused int8 kernels, x86 float Q/DQ), worst image
+    x86_kernel_spread: float | None = None  # int8: cosine(x86 fused int8, x86 float Q/DQ), worst image
     judged_by: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -126,7 +127,8 @@ def export_artifact(name: str, variant: str, output: Path, checkpoint: Path | No
     return Path(report.artifact)
 
 
-def run_x86(paths: dict[str, Path], x: np.ndarray, threads: int, *, optimize: bool = True) -> dict[str, np.ndarray]:
+def run_x86(paths: dict[str, Path], x: np.ndarray, threads: int, *,
+            optimize: bool = True) -> dict[str, np.ndarray]:
     """The same per-image loop as the guest script, on this machine's ONNX Runtime. `optimize=False`
     disables every graph optimization: each Q/DQ pair is computed in float, int8's reference semantics."""
     import onnxruntime as ort
@@ -337,7 +339,6 @@ def run(
     openvino_variants: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Export, run on both architectures, compare; returns the report dict (see `markdown`)."""
-    import torch
 
     from edgevit.quantize.data import embedded_eval_images
 
@@ -353,13 +354,7 @@ def run(
     torch_refs: dict[str, np.ndarray] = {}
     for name in models:
         state, weights[name], is_fixture = fixture_checkpoint(name)
-        # Seeded weights: no checkpoint file, the export builds the same ones itself and (as for any export
-        # without trained weights) does not judge top-1 on them. Fixture weights go in as a checkpoint.
-        ckpt: Path | None = None
-        if is_fixture:
-            ckpt = workdir / f"{name}-fixture.pth"
-            if not (reuse and ckpt.is_file()):
-                torch.save(state, ckpt)
+        ckpt = export_checkpoint(name, state, is_fixture, workdir, reuse)
         torch_refs[name] = run_torch(name, state, x)
         for variant in variants:
             out = workdir / f"{name}-{variant}.onnx"

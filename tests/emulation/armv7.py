@@ -56,6 +56,7 @@ from tests.emulation.common import (
     STD,
     conformance_bound,
     cosine_rows,
+    export_checkpoint,
     fixture_checkpoint,
     run_torch,
     write_report,
@@ -244,7 +245,6 @@ def compare(name: str, precision: str, arm: np.ndarray, x86: np.ndarray, ref: np
 def run(models: list[str], *, images: int, workdir: Path, threads: int = 1, reuse: bool = False,
         precisions: tuple[str, ...] = ("fp32", "fp16", "int8"), log: Any = print) -> dict[str, Any]:
     """Export (verified on x86), run in x86 ncnn and armv7 ncnn, compare; returns the report dict."""
-    import torch
 
     from edgevit.export import export
     from edgevit.quantize.data import embedded_eval_images
@@ -261,13 +261,7 @@ def run(models: list[str], *, images: int, workdir: Path, threads: int = 1, reus
     x86_verify: dict[str, Any] = {}
     for name in models:
         state, weights[name], is_fixture = fixture_checkpoint(name)
-        # Seeded weights: no checkpoint file, the export builds the same ones itself and (as for any export
-        # without trained weights) does not judge top-1 on them. Fixture weights go in as a checkpoint.
-        ckpt: Path | None = None
-        if is_fixture:
-            ckpt = workdir / f"{name}-fixture.pth"
-            if not (reuse and ckpt.is_file()):
-                torch.save(state, ckpt)
+        ckpt = export_checkpoint(name, state, is_fixture, workdir, reuse)
         refs[name] = run_torch(name, state, x)
         for precision in precisions:
             out = workdir / f"{name}-{precision}.ncnn"

@@ -1,4 +1,5 @@
-"""What the emulation proofs share: the models they cover, seeded weights, torch logits, report writing."""
+"""What the emulation proofs share: the models they cover, their weights (fixture or seeded), torch
+logits, report writing."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,6 +28,20 @@ def fixture_checkpoint(name: str) -> tuple[dict[str, Any], str, bool]:
     except Exception as exc:  # noqa: BLE001  fixtures absent outside a checkout beside ../shared
         why = type(exc).__name__
     return build_reference(name).state_dict(), f"seeded weights ({SEEDED}, seed 0; no fixture: {why})", False
+
+
+def export_checkpoint(name: str, state: Any, is_fixture: bool, workdir: Path, reuse: bool) -> Path | None:
+    """The --checkpoint the proofs export with: the fixture's weights as a file; None for seeded weights
+    (the export builds the same ones itself and, as for any export without trained weights, does not
+    judge top-1 on them)."""
+    if not is_fixture:
+        return None
+    import torch
+
+    ckpt = workdir / f"{name}-fixture.pth"
+    if not (reuse and ckpt.is_file()):
+        torch.save(state, ckpt)
+    return ckpt
 
 
 def run_torch(name: str, state: Any, x: np.ndarray) -> np.ndarray:

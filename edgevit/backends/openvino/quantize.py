@@ -419,7 +419,8 @@ def quantize_openvino(
     # 5. final NNCF run with every float choice in its ignored scope, checked again
     def settle() -> Any:
         """NNCF with `kept` as its ignored scope, repeated until it compiles and meets the budget (quantizer
-        placement moves when ops are ignored, so a new op can fail)."""
+        placement moves when ops are ignored, so a new op can fail). Returns the shipped form, weights
+        folded."""
         for attempt in range(MAX_REQUANTIZE):
             progress("int8: NNCF quantization with the float ops in its ignored scope")
             model = nncf_quantize(fp32, calib, batch=batch, preset=settings.preset, model_type=settings.model_type,
@@ -434,10 +435,10 @@ def quantize_openvino(
                     kept[op] = _float_entry(op, fq[op], "accuracy", budget=settings.cosine,
                                             step=f"re-quantization {attempt + 1}")
             if len(kept) == before:
-                return model
+                return compress_weights(model)
         raise ExportError(f"int8: still failing after {MAX_REQUANTIZE} re-quantizations (ops kept float: {len(kept)})")
 
-    final = compress_weights(q0 if set(kept) == set(settings.ignore) else settle())
+    final = compress_weights(q0) if set(kept) == set(settings.ignore) else settle()
     report.float_ops = list(kept.values())
     int8_runner = _runner(final, threads, "int8")
 
@@ -462,7 +463,7 @@ def quantize_openvino(
         dropped = [k for k, f in kept.items() if f["reason"] == "latency"]
         for k in dropped:
             del kept[k]
-        final = compress_weights(settle())
+        final = settle()
         report.float_ops = list(kept.values())
         int8_runner.close()
         int8_runner = _runner(final, threads, "int8")
