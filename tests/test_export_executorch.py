@@ -79,3 +79,39 @@ def test_pipeline_int8_and_sidecar(tmp_out: Path) -> None:
     assert any("quantize" in op for op in exp["delegated_ops"])
     cos = side["verification"]["outputs"][0]["cosine"]
     assert cos >= 0.98
+
+
+def test_one_calibration_serves_every_variant() -> None:
+    """A variant's observers take the shared calibration's statistics (no calibration pass of its own
+    unless a shared observer group changed), and its scales equal a fresh calibration of that variant."""
+    from tests import _toy  # noqa: F401  registers toy_vit
+    from edgevit.backends.executorch.quantize import Calibration, candidates, capture, quantize_variant
+    from edgevit.models import build_reference
+
+    torch.manual_seed(0)
+    model = deploy(build_reference("toy_vit", img_size=64)).eval()
+    example = torch.zeros(1, 3, 64, 64)
+    calib = [torch.randn(1, 3, 64, 64) for _ in range(6)]
+    captured = capture(model, example)
+    cands = candidates(captured)
+    kinds = {k for _, k, _ in cands}
+    assert {"linear", "add"} <= kinds, kinds
+    shared = Calibration(captured, example, calib)
+    variants = [frozenset(), frozenset({cands[0][0]}), frozenset(n for n, k, _ in cands if k == "add"),
+                frozenset(n for n, k, _ in cands if k == "linear")]
+    for float_nodes in variants:
+        got, want = _qparams(shared.variant(float_nodes)), _qparams(quantize_variant(captured, example, calib,
+                                                                                      float_nodes)[0])
+        assert got.keys() == want.keys() and len(got) > 0
+        for name, (scale, zero) in want.items():
+            assert got[name][1] == zero and got[name][0] == pytest.approx(scale, rel=1e-3), name
+    assert shared.recalibrated < len(variants)
+
+
+def _qparams(gm) -> dict[str, tuple[float, int]]:
+    """Every per-tensor quantize node's (scale, zero point), by the tensor it quantizes."""
+    out = {}
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and "quantize_per_tensor" in str(n.target) and "dequantize" not in str(n.target):
+            out[n.args[0].name] = (float(n.args[1]), int(n.args[2]))
+    return out

@@ -418,9 +418,10 @@ def int8_warning(sel: Selection) -> str | None:
     """The honest note of an artifact that misses its accuracy budget on the hold-out, or that was
     shipped with --int8-force where int8 does not pay (else None)."""
     notes = []
-    if sel.budget and sel.accuracy and (missed := AccuracyBudget(**sel.budget).misses(Accuracy(**sel.accuracy))):
+    if _budget_missed(sel):
+        missed = AccuracyBudget(**sel.budget).misses(Accuracy(**sel.accuracy))
         notes.append(f"int8 misses its accuracy budget on the calibration hold-out ({'; '.join(missed)})")
-    if sel.forced and sel.outcome in ("slower", NO_NODE_PAYS):
+    if _forced_slower(sel):
         why = SpeedVerdict(**sel.speed).describe() if sel.speed else sel.outcome
         notes.append(f"int8 shipped with {FORCE_FLAG} although it does not pay on {sel.runtime} here: measured "
                      f"{why}; the fp32 artifact is faster on this machine")
@@ -444,4 +445,13 @@ def int8_summary(sel: Selection) -> str:
     return (f"{sel.runtime} int8 ({sel.mode}): {len(sel.int8_nodes)}/{len(sel.nodes)} nodes int8 ({parts})"
             + (f"; {'; '.join(kept)}" if kept else "")
             + f"; {speed}; hold-out cosine to fp32 {sel.accuracy.get('cosine', float('nan')):.5f}"
-            + (f"; shipped with {FORCE_FLAG} although int8 does not pay" if int8_warning(sel) else ""))
+            + ("; misses its accuracy budget" if _budget_missed(sel) else "")
+            + (f"; shipped with {FORCE_FLAG} although int8 does not pay" if _forced_slower(sel) else ""))
+
+
+def _budget_missed(sel: Selection) -> bool:
+    return bool(sel.budget and sel.accuracy and AccuracyBudget(**sel.budget).misses(Accuracy(**sel.accuracy)))
+
+
+def _forced_slower(sel: Selection) -> bool:
+    return sel.forced and sel.outcome in ("slower", NO_NODE_PAYS)

@@ -28,7 +28,7 @@ from edgevit.versions import package_version
 ET_INT8_NOTE = (
     "PT2E static W8A8 (XNNPACKQuantizer: symmetric int8 activations, per-channel int8 weights), "
     "calibrated on the calibration set; ops XNNPACK does not quantize stay fp32; refused when slower than fp32 "
-    "(per-node float choices by ETDump costs with -O int8_select=measured)"
+    "(nodes whose int8 does not pay by ETDump costs stay float; -O int8_select=static: every candidate int8)"
 )
 
 

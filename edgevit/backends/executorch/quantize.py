@@ -8,6 +8,7 @@ conv/linear/add/... into int8 kernels when the graph is lowered; ops it does not
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -96,11 +97,7 @@ def graph_order(captured: Any) -> dict[str, list[str]]:
 
 def candidates(captured: Any) -> list[tuple[str, str, str]]:
     """(node, kind, module) of every node XNNPACKQuantizer annotates (what can run int8)."""
-    import copy
-
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
-
-    prepared = prepare_pt2e(copy.deepcopy(captured), _quantizer())
+    prepared = _prepare(captured, frozenset(), per_channel=True)
     out = []
     for node in prepared.graph.nodes:
         if node.op != "call_function" or "quantization_annotation" not in node.meta:
@@ -112,16 +109,31 @@ def candidates(captured: Any) -> list[tuple[str, str, str]]:
     return out
 
 
-def quantize_variant(captured: Any, example: Any, calib: Any, float_nodes: frozenset[str] = frozenset(),
-                     per_channel: bool = True) -> tuple[Any, int]:
-    """A copy of `captured` with observers on every candidate but `float_nodes`, calibrated, converted
-    to Q/DQ. Returns (converted graph module, calibration images used)."""
+def _prepare(captured: Any, float_nodes: frozenset[str], per_channel: bool) -> Any:
+    """A copy of `captured` with XNNPACK observers on every candidate but `float_nodes`."""
     import copy
 
-    import torch
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    prepared = prepare_pt2e(copy.deepcopy(captured), _quantizer(float_nodes, per_channel))
+    with warnings.catch_warnings():  # deepcopy of export's tree specs warns about a deprecated class
+        warnings.simplefilter("ignore", FutureWarning)
+        return prepare_pt2e(copy.deepcopy(captured), _quantizer(float_nodes, per_channel))
+
+
+def _observer_groups(prepared: Any) -> dict[str, frozenset[str]]:
+    """Observer module name -> the tensors (their producers' node names) it watches; XNNPACK shares one
+    observer across a group (a cat's inputs and output)."""
+    groups: dict[str, set[str]] = {}
+    for n in prepared.graph.nodes:
+        if n.op == "call_module" and "activation_post_process" in str(n.target) and n.args:
+            groups.setdefault(str(n.target), set()).add(str(getattr(n.args[0], "name", "")))
+    return {k: frozenset(v) for k, v in groups.items()}
+
+
+def _calibrate(prepared: Any, example: Any, calib: Any) -> int:
+    """Run the calibration images through the observers; returns how many were seen."""
+    import torch
+
     seen = 0
     total = len(getattr(calib, "calib", ())) or None
     with torch.no_grad(), progress.step(f"calibrate on {total or 'the'} images", total=total) as advance:
@@ -131,6 +143,60 @@ def quantize_variant(captured: Any, example: Any, calib: Any, float_nodes: froze
             advance(int(xb.shape[0]))
     if seen == 0:
         raise CalibrationError("no calibration batch reached the observers")
+    return seen
+
+
+class Calibration:
+    """One calibration of every candidate, whose observer statistics every variant reuses.
+
+    Observers watch float activations, and keeping some nodes float changes no float activation, so
+    an observer watching the same tensors in a variant as in the all-int8 calibration has the same
+    statistics: the variant gets a copy. Only observers whose group changed (part of a shared group
+    went float) are calibrated again, with the copies set aside. A variant's scales are those its own
+    calibration gives, up to float rounding in the histograms (measured on fcaformer_l1: one scale
+    of 496 off by 0.06 %).
+    """
+
+    def __init__(self, captured: Any, example: Any, calib: Any, per_channel: bool = True) -> None:
+        self.captured, self.example, self.calib, self.per_channel = captured, example, calib, per_channel
+        prepared = _prepare(captured, frozenset(), per_channel)
+        self.images = _calibrate(prepared, example, calib)
+        self._stats = {group: getattr(prepared, name) for name, group in _observer_groups(prepared).items()}
+        self.recalibrated = 0  # variants that needed a calibration pass for a changed group
+
+    def variant(self, float_nodes: frozenset[str] = frozenset()) -> Any:
+        """The Q/DQ graph module with `float_nodes` kept float."""
+        import copy
+
+        import torch
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+        prepared = _prepare(self.captured, frozenset(float_nodes), self.per_channel)
+        copies = {}
+        for name, group in _observer_groups(prepared).items():
+            source = self._stats.get(group)
+            if source is not None and type(source) is type(getattr(prepared, name)):
+                copies[name] = copy.deepcopy(source)
+        if len(copies) < len(_observer_groups(prepared)):
+            self.recalibrated += 1
+            for name in copies:  # set aside: the pass updates only the changed groups' observers
+                setattr(prepared, name, torch.nn.Identity())
+            _calibrate(prepared, self.example, self.calib)
+        for name, observer in copies.items():
+            setattr(prepared, name, observer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return convert_pt2e(prepared)
+
+
+def quantize_variant(captured: Any, example: Any, calib: Any, float_nodes: frozenset[str] = frozenset(),
+                     per_channel: bool = True) -> tuple[Any, int]:
+    """A copy of `captured` with observers on every candidate but `float_nodes`, calibrated on its own,
+    converted to Q/DQ. Returns (converted graph module, calibration images used)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    prepared = _prepare(captured, frozenset(float_nodes), per_channel)
+    seen = _calibrate(prepared, example, calib)
     return convert_pt2e(prepared), seen
 
 
