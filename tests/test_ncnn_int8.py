@@ -315,6 +315,12 @@ def test_cli_export_int8_and_bench_a17_int8(tmp_out: Path, tmp_path: Path, monke
     art = Path(case["artifact"])
     assert json.loads((art / "model.json").read_text())["precision"] == "int8"
     assert inspect_ncnn(art)["int8_layers"] > 0
+    # off the board, its layers were chosen by arm-a17's predicted costs, and the record says so
+    from edgevit.artifact import read_record
+
+    pred = read_record(art).export["int8"]["predicted"]
+    assert pred["device"] == "arm-a17" and pred["whole_model"]["verdict"] in ("pays", "inconclusive")
+    assert pred["costs"] and pred["unpriced"]
 
 
 @pytest.mark.slow
@@ -339,3 +345,68 @@ def test_cas_vit_xs_int8_export_with_fixture_weights(tmp_out: Path) -> None:
     hist = rep.record.export["int8"]["histogram"]
     assert hist["Convolution"]["float"] == 0 and hist["Convolution"]["int8"] > 50, hist
     assert inspect_ncnn(rep.artifact)["int8_layers"] == rep.record.export["int8"]["int8_layer_count"]
+
+
+# ------------------------------------------------------------------------------------------ a device not at hand
+
+
+def test_predicted_costs_price_convs_and_leave_unpriced_kernels_unguessed(fp32: Path) -> None:
+    """arm-a17's predictor (fitted on the RK3288's ncnn tables) prices each conv in int8 and float from
+    its fitted coefficients; Gemm/InnerProduct, which its int8 tables never ran, stay unpriced."""
+    from edgevit.backends.ncnn.predicted import layer_costs
+    from edgevit.bench.profiles import load_profile
+    from edgevit.predict.api import choose_model
+
+    text = (fp32 / "model.param").read_text()
+    names = [ly.name for ly in read_param(text).layers if q.candidate_kind(ly)]
+    pc = layer_costs(text, (3, SIZE, SIZE), "in0", names, device="arm-a17", threads=None)
+    kinds = {ly.name: ly.kind for ly in read_param(text).layers}
+    assert {kinds[n] for n in pc.costs} == {"Convolution", "ConvolutionDepthWise"}
+    assert {kinds[n] for n in pc.unpriced} <= {"Gemm", "InnerProduct"} and pc.unpriced
+    assert all("never ran this kernel class" in why for why in pc.unpriced.values())
+    # the stem's price is its MACs times the fitted coefficients of the two board models
+    profile = load_profile("arm-a17")
+    fp32_model, _ = choose_model(profile, runtime="ncnn", threads=None, precision="fp32")
+    stem = next(n for n in pc.costs if kinds[n] == "Convolution")
+    term = next(t for t, classes in fp32_model.terms.items() if "conv3x3s2" in classes)
+    macs = 16 * 3 * 9 * (SIZE // 2) ** 2 / 1e6
+    assert pc.costs[stem].float_ms == pytest.approx(fp32_model.coef[term] * macs, rel=1e-6)
+    assert pc.threads == profile.threads
+
+
+def test_predicted_latency_keeps_float_where_int8_does_not_pay(fp32: Path, calib: tuple[np.ndarray, np.ndarray]) -> None:
+    """With a device's prices, a layer whose int8 is predicted no cheaper stays float in the written net
+    (its int8 flag off), with the figures in its reason; priced layers that pay and unpriced ones run int8."""
+    from edgevit.backends.ncnn.predicted import PredictedCosts
+    from edgevit.quantize.costs import NodeCost
+
+    text = (fp32 / "model.param").read_text()
+    layers = {ly.name: ly for ly in read_param(text).layers if q.candidate_kind(ly)}
+    conv = next(n for n, ly in layers.items() if ly.kind == "Convolution")
+    dw = next(n for n, ly in layers.items() if ly.kind == "ConvolutionDepthWise")
+    prices = PredictedCosts("arm-a17", 4, "test prices", costs={conv: NodeCost(0.5, 2.0), dw: NodeCost(0.3, 0.1)},
+                            unpriced={n: "no int8 price" for n in layers if n not in (conv, dw)})
+    out, _, rep = _quantize(fp32, calib, predicted=prices)
+    decided = {d.name: d for d in rep.layers}
+    assert not decided[dw].int8 and decided[dw].reason.startswith("float: int8 does not pay on arm-a17")
+    assert "int8 0.300 ms vs float 0.100 ms" in decided[dw].reason
+    assert decided[conv].int8 and decided[conv].reason.startswith("int8: pays on arm-a17")
+    assert all(decided[n].int8 for n in layers if n not in (conv, dw))
+    assert read_param(out).layer(dw).int(8) == 0 and read_param(out).layer(conv).int(8) > 0
+    assert rep.predicted["device"] == "arm-a17" and "float where int8 does not pay on arm-a17" in q.summary_line(rep)
+
+
+def test_predicted_slower_refuses_unless_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole-model prediction that is conclusively slower refuses the export; forced, it is recorded."""
+    from edgevit.backends.ncnn import predicted
+    from edgevit.errors import Int8NotFasterError
+
+    verdict = {"fp32": {"predicted_ms": 10.0, "interval_ms": [9.0, 11.0]},
+               "int8": {"predicted_ms": 20.0, "interval_ms": [18.0, 22.0]}, "verdict": "slower", "ratio": 0.5,
+               "extrapolates": []}
+    monkeypatch.setattr(predicted, "whole_model", lambda *a, **k: verdict)
+    rep = q.Int8Report("minmax", 1, 1, 0.9, 1.0, 1.0, 1.0)
+    with pytest.raises(Int8NotFasterError, match="int8 does not pay on arm-a17 by its latency predictor"):
+        q._predicted_verdict(rep, "", "", np.zeros((1, 3, 8, 8)), "in0", "arm-a17", force=False)
+    q._predicted_verdict(rep, "", "", np.zeros((1, 3, 8, 8)), "in0", "arm-a17", force=True)
+    assert rep.predicted["whole_model"]["verdict"] == "slower" and "0.50x fp32" in rep.notes[-1]

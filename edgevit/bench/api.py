@@ -282,7 +282,7 @@ def plan(
                 for p in precs:
                     for b in batches:
                         cases.append(_model_case(resolve_name(name), rt, target_key, p, b, n_threads, img_size,
-                                                 cache_root, rt_note))
+                                                 cache_root, rt_note, int8_device=_int8_device(prof, target_key)))
     for f in files:
         cases.extend(_file_cases(f, runtime, precisions, batches, n_threads, used_runtimes))
     _apply_runner_options(cases, {**prof.runtime_options, **(options or {})})
@@ -327,15 +327,25 @@ def split_inputs(inputs: Sequence[str | Path]) -> tuple[list[str], list[Path]]:
     return models, files
 
 
+def _int8_device(prof: DeviceProfile, target: str) -> str | None:
+    """The device whose predicted costs choose ncnn int8 layers: the profile's, when its predictor is
+    fitted on that board's ncnn tables (ncnn int8 per-layer timing on the board itself is not built)."""
+    return prof.name if prof.predict_board and target == "ncnn" else None
+
+
 def _model_case(model: str, runtime: str, target: str, precision: str, batch: int, threads: int,
-                img_size: int | None, cache_root: Path | None, note: str) -> Case:
+                img_size: int | None, cache_root: Path | None, note: str, int8_device: str | None = None) -> Case:
     """The case of a model name: its artifact from the cache (exported if needed); a failed export is a
     failed case with its one-line reason, so the other cases are still measured."""
+    from edgevit.backends.ncnn.predicted import OPTION_DEVICE
     from edgevit.cache import get_artifact
     from edgevit.export import DEFAULT_THREADS
 
-    # int8 chooses its float nodes by latency measured with the export's threads: the case's own
-    options = {"threads": threads} if precision == "int8" and threads != DEFAULT_THREADS else None
+    # int8 chooses its float nodes by latency measured with the export's threads: the case's own; off the
+    # device, ncnn int8 by the device's predicted costs
+    options: dict[str, Any] | None = {"threads": threads} if precision == "int8" and threads != DEFAULT_THREADS else None
+    if precision == "int8" and int8_device:
+        options = {**(options or {}), "options": {OPTION_DEVICE: int8_device}}
     try:
         art = get_artifact(model, target=target, precision=precision, img_size=img_size, batch=batch,
                            options=options, root=cache_root)

@@ -289,6 +289,12 @@ def interval(model: CostModel, parts: dict[str, float]) -> tuple[float, float, l
     return lo, hi, used
 
 
+def extrapolation_warnings(model: CostModel, feats: NetworkFeatures, parts: dict[str, float],
+                           predicted: float) -> list[str]:
+    """Where a prediction rests on what the model's calibration networks never showed (one line each)."""
+    return _warnings(model, feats, parts, predicted)
+
+
 def _warnings(model: CostModel, feats: NetworkFeatures, parts: dict[str, float], predicted: float) -> list[str]:
     total = sum(parts.values()) or 1.0
     where = model.source.get("board_id") or model.device

@@ -149,7 +149,8 @@ def _quantize(req: ExportRequest, param: Path, binf: Path, input_name: str, outp
     if req.calib is None:
         raise ExportError("ncnn int8 needs a calibration set")
     return quantize_in_place(param, binf, req.calib.calib, req.calib.holdout, input_name=input_name,
-                             output_name=output_name, method=req.calib_method, options=req.options)
+                             output_name=output_name, method=req.calib_method, options=req.options,
+                             force=req.int8_force)
 
 
 def _pnnx_figure(log: str, key: str) -> str | None:

@@ -46,6 +46,7 @@ from edgevit.backends.ncnn.format import (
     read_param,
     write_bin,
 )
+from edgevit.backends.ncnn.predicted import OPTION_DEVICE, PredictedCosts
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 PERCENTILE = 99.99  # of |x| over all calibration values
@@ -54,6 +55,7 @@ INT8_LEVELS = 128  # |q| <= 127: 128 non-negative levels
 DEFAULT_COSINE_BUDGET = 0.998  # mean cosine int8 vs fp32 ncnn on the hold-out (verify's int8 bar is 0.98)
 MAX_REVERTS = 8  # layers returned to float at most, one measured step each
 PROBE_CANDIDATES = 6  # worst-ranked layers tried per step
+DEFAULT_MARGIN = 0.03  # predicted int8 must beat float by 3 % of the layer's float cost (as on the other targets)
 DEGENERATE_LOGITS = 1e-6  # fp32 outputs below this are rounding noise: no accuracy to keep
 
 Log = Callable[[str], None]
@@ -89,6 +91,7 @@ class Int8Report:
     layers: list[LayerDecision] = field(default_factory=list)
     reverted: list[str] = field(default_factory=list)  # candidates returned to float by the accuracy loop
     notes: list[str] = field(default_factory=list)
+    predicted: dict[str, Any] = field(default_factory=dict)  # -O int8_device: per-layer and whole-model prices
 
     @property
     def int8_layers(self) -> list[str]:
@@ -436,11 +439,14 @@ def quantize_ncnn(
     exclude: Sequence[str] = (),
     threads: int | None = None,
     log: Log | None = None,
+    predicted: PredictedCosts | None = None,
+    margin: float = DEFAULT_MARGIN,
 ) -> tuple[str, bytes, Int8Report]:
     """Quantize an fp32 ncnn model; returns (int8 .param text, int8 .bin bytes, report).
 
     `calib` and `holdout` are NCHW float32 images (the CalibrationSet's arrays); `exclude` names
-    layers (or layer types) to keep float. ncnn must be importable (it runs the fp32 and int8 nets).
+    layers (or layer types) to keep float; `predicted` (a device's per-layer prices) keeps float the
+    layers whose int8 does not pay there by `margin`. ncnn must be importable (it runs the nets).
     """
     say = log or (lambda _m: None)
     n_threads = threads or 1  # ncnn's OpenMP pool on a busy host: 2 threads ran the toy 500x slower than 1
@@ -464,6 +470,7 @@ def quantize_ncnn(
         fp32.close()
     plan: dict[str, float | None] = {ly.name: 127.0 / thresholds[ly.bottoms[0]] for ly in static}
     plan.update({ly.name: None for ly in dynamic})
+    priced = _latency_choice(plan, predicted, margin, say) if predicted is not None else {}
 
     ev = _Evaluator(param, arrays, holdout, input_name=input_name, output_name=output_name, watched=watched,
                     reference=reference, threads=n_threads)
@@ -478,6 +485,7 @@ def quantize_ncnn(
                      "accuracy loop skipped, every candidate stays int8")
     else:
         reverted, reasons, cos = _accuracy_loop(ev, plan, candidates, cos, cosine_budget, say)
+    reasons = {**priced, **reasons}
     if reverted:
         cos, outs, sqnr = ev.run(plan)
 
@@ -490,9 +498,30 @@ def quantize_ncnn(
         method=method, calibration_images=len(calib), holdout_images=len(holdout),
         cosine_budget=cosine_budget, cosine_vs_fp32=float(cos.mean()), cosine_min_vs_fp32=float(cos.min()),
         top1_agreement_vs_fp32=top1, layers=sorted(decisions.values(), key=lambda d: order[d.name]),
-        reverted=reverted, notes=notes,
+        reverted=reverted, notes=notes, predicted=predicted.as_dict() if predicted is not None else {},
     )
     return q_param.text(), write_bin(q_param, q_arrays), report
+
+
+def _latency_choice(plan: dict[str, float | None], predicted: PredictedCosts, margin: float,
+                    say: Log) -> dict[str, str]:
+    """Take out of `plan` the layers whose predicted int8 does not pay on the device; the reason of
+    every candidate's latency decision."""
+    reasons = {}
+    where = f"{predicted.device}, {predicted.threads} threads, by the latency predictor"
+    for name in list(plan):
+        cost = predicted.costs.get(name)
+        if cost is None:
+            reasons[name] = f"int8: no predicted int8 price on {predicted.device} ({predicted.unpriced.get(name, '')})"
+        elif cost.pays(margin):
+            reasons[name] = f"int8: pays on {where} (int8 {cost.int8_ms:.3f} ms vs float {cost.float_ms:.3f} ms)"
+        else:
+            plan.pop(name)
+            reasons[name] = (f"float: int8 does not pay on {where} (int8 {cost.int8_ms:.3f} ms vs float "
+                             f"{cost.float_ms:.3f} ms)")
+    say(f"{predicted.device}: {sum(r.startswith('float') for r in reasons.values())} of {len(reasons)} candidates "
+        "kept float by predicted latency")
+    return reasons
 
 
 def quantize_files(param: Path, binf: Path, out_param: Path, out_bin: Path, calib: np.ndarray,
@@ -517,19 +546,26 @@ def summary_line(report: Int8Report) -> str:
     hist = report.histogram()
     parts = [f"{k} {v['int8']}/{v['int8'] + v['float']}" for k, v in hist.items()]
     kept = f"; back to float for accuracy: {', '.join(report.reverted)}" if report.reverted else ""
-    return (f"ncnn int8: {len(report.int8_layers)} layers int8 ({', '.join(parts)}), the rest fp32{kept}; "
+    slow = sum(d.reason.startswith("float: int8 does not pay") for d in report.layers)
+    device = report.predicted.get("device")
+    priced = f"; float where int8 does not pay on {device} (predicted): {slow}" if device else ""
+    whole = next((n for n in report.notes if n.startswith("predicted on")), "")
+    return (f"ncnn int8: {len(report.int8_layers)} layers int8 ({', '.join(parts)}), the rest fp32{kept}{priced}; "
             f"cosine to fp32 ncnn {report.cosine_vs_fp32:.5f} (min {report.cosine_min_vs_fp32:.5f}) "
-            f"on {report.holdout_images} hold-out images")
+            f"on {report.holdout_images} hold-out images" + (f"; {whole}" if whole else ""))
 
 
 def quantize_in_place(
     param: Path, binf: Path, calib: np.ndarray, holdout: np.ndarray, *, input_name: str, output_name: str,
     method: str, options: dict[str, Any], threads: int | None = None, log: Log | None = None,
+    force: bool = False,
 ) -> Int8Report:
     """The ncnn exporter's int8 step: replace an fp32 param/bin pair by its int8 version.
 
     Options (`edgevit export --option KEY=VALUE`): `int8_keep_float=NAME,TYPE,...` keeps layers
-    (by ncnn layer name, e.g. gemm_3, or type, e.g. Gemm) float; `int8_cosine=0.999` sets the budget.
+    (by ncnn layer name, e.g. gemm_3, or type, e.g. Gemm) float; `int8_cosine=0.999` sets the budget;
+    `int8_device=PROFILE` (e.g. arm-a17) keeps float the layers whose int8 the device's latency
+    predictor prices no cheaper, and refuses (unless `force`) an int8 net predicted clearly slower.
     """
     from edgevit.errors import CalibrationError, ConfigError
 
@@ -546,10 +582,44 @@ def quantize_in_place(
         raise ConfigError(f"ncnn int8 calibration method {method!r} is not one of {', '.join(CALIB_METHODS)}")
     if len(calib) == 0 or len(holdout) == 0:
         raise CalibrationError("ncnn int8 needs calibration and hold-out images")
-    layers = read_param(param.read_text()).layers
+    text = param.read_text()
+    layers = read_param(text).layers
     known = {ly.name for ly in layers} | {ly.kind for ly in layers}
     unknown = [k for k in keep if k not in known]
     if unknown:
         raise ConfigError(f"{OPTION_KEEP_FLOAT}: no layer or layer type named {', '.join(unknown)} in this model")
-    return quantize_files(param, binf, param, binf, calib, holdout, input_name=input_name, output_name=output_name,
-                          method=method, cosine_budget=budget, exclude=list(keep), threads=threads, log=log)
+    device = options.get(OPTION_DEVICE)
+    predicted = _predicted(text, layers, calib, input_name, str(device)) if device else None
+    report = quantize_files(param, binf, param, binf, calib, holdout, input_name=input_name, output_name=output_name,
+                            method=method, cosine_budget=budget, exclude=list(keep), threads=threads, log=log,
+                            predicted=predicted)
+    if predicted is not None:
+        _predicted_verdict(report, text, param.read_text(), calib, input_name, predicted.device, force)
+    return report
+
+
+def _predicted(text: str, layers: list[Layer], calib: np.ndarray, input_name: str, device: str) -> PredictedCosts:
+    from edgevit.backends.ncnn.predicted import layer_costs
+
+    names = [ly.name for ly in layers if candidate_kind(ly) is not None]
+    with progress.step(f"int8: predicted per-layer costs on {device}"):
+        return layer_costs(text, tuple(calib.shape[1:]), input_name, names, device=device, threads=None)
+
+
+def _predicted_verdict(report: Int8Report, fp32_text: str, int8_text: str, calib: np.ndarray, input_name: str,
+                       device: str, force: bool) -> None:
+    """The whole int8 net against fp32 by the device's predictor; refuses a clearly slower one unless forced."""
+    from edgevit.backends.ncnn.predicted import whole_model
+    from edgevit.errors import Int8NotFasterError
+
+    v = whole_model(fp32_text, int8_text, tuple(calib.shape[1:]), input_name, device=device, threads=None)
+    report.predicted["whole_model"] = v
+    said = (f"predicted on {device}: int8 {v['int8']['predicted_ms']:.0f} ms ({v['int8']['interval_ms'][0]:.0f}-"
+            f"{v['int8']['interval_ms'][1]:.0f}) vs fp32 {v['fp32']['predicted_ms']:.0f} ms "
+            f"({v['fp32']['interval_ms'][0]:.0f}-{v['fp32']['interval_ms'][1]:.0f}), {v['ratio']:.2f}x fp32, {v['verdict']}"
+            + (f" (the predictor extrapolates: {len(v['extrapolates'])} warning(s) in the record)"
+               if v["extrapolates"] and v["verdict"] == "inconclusive" else ""))
+    report.notes.append(said)
+    if v["verdict"] == "slower" and not force:
+        raise Int8NotFasterError(f"int8 does not pay on {device} by its latency predictor: {said}; export fp32, "
+                                 "or pass --int8-force (Python: int8_force=True) to write it anyway")
