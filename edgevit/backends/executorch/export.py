@@ -50,13 +50,28 @@ def delegation_summary(graph_module: Any) -> dict[str, Any]:
     }
 
 
+def load_sdk() -> None:
+    """Import executorch and torchao with their import-time log lines silenced (torchao's optional CUDA
+    kernels a CPU wheel lacks, torch's pytree deprecation notes): they say nothing about the export."""
+    from edgevit._quiet import quiet
+
+    with quiet("torchao", "torch.utils._pytree"):
+        import executorch.exir  # noqa: F401
+        import torchao.quantization.pt2e  # noqa: F401
+
+
 def lower(module: Any, example: Any) -> tuple[bytes, dict[str, Any]]:
     """torch.export -> XNNPACK-delegated ExecuTorch program: (the .pte bytes, delegation summary)."""
+    import warnings
+
     import torch
+
+    load_sdk()
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deepcopies of export's tree specs, a deprecated class
         exported = torch.export.export(module, (example,), strict=False)
         try:
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])

@@ -62,6 +62,9 @@ def capture(model: Any, example: Any) -> Any:
 
 
 def _quantizer(float_nodes: frozenset[str] = frozenset(), per_channel: bool = True) -> Any:
+    from edgevit.backends.executorch.export import load_sdk
+
+    load_sdk()
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -113,6 +116,9 @@ def _prepare(captured: Any, float_nodes: frozenset[str], per_channel: bool) -> A
     """A copy of `captured` with XNNPACK observers on every candidate but `float_nodes`."""
     import copy
 
+    from edgevit.backends.executorch.export import load_sdk
+
+    load_sdk()
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     with warnings.catch_warnings():  # deepcopy of export's tree specs warns about a deprecated class
