@@ -5,8 +5,9 @@ and, where a goal is missed, the per-op ceiling analysis for each runtime tried.
 conformance fixture's weights) this profiles, per node and interleaved, the naive ORT fp32 export and
 edgevit's fp32 and int8 artifacts in ONNX Runtime (`enable_profiling`) and OpenVINO (per-node
 counters; int8 with its float ops in f32 and, on a bf16 CPU, in bf16), and sums the node times by op
-class: the matrix ops int8 can take (conv, gemm, matmul), Q/DQ, normalisation, softmax, elementwise and
-activations, layout (transpose, reshape, reorder, concat), other.
+class: the matrix ops int8 can take (conv, gemm, matmul; their int8 kernels included), standalone Q/DQ,
+OpenVINO's fused elementwise subgraphs, normalisation, softmax, elementwise and activations, layout
+(transpose, reshape, reorder, concat), pooling, other.
 
 The ceiling of a runtime, from its fp32 profile: with T = A + R (A: matrix-op time, R: the rest),
 int8 at VNNI's peak (4x the fp32 multiply-accumulate rate per instruction: 64 int8 MACs per 512-bit
@@ -35,8 +36,11 @@ from int8_speed import BF16_FLAGS, cpu_facts, naive_fp32
 
 VNNI_PEAK = 4.0  # int8 MACs per fp32 FMA, per AVX-512 instruction
 CLASSES = (  # op class <- node type (ORT op type or OpenVINO layer type), first match wins
-    ("Q/DQ", re.compile(r"Quantize|FakeQuantize|Dequantize", re.I)),
+    # whole names: OpenVINO's int8 FC is "FullyConnectedQuantizedLegacy", ORT's int8 conv "QLinearConv"
+    ("Q/DQ", re.compile(r"^(FakeQuantize|QuantizeLinear|DequantizeLinear|DynamicQuantizeLinear)$")),
     ("matrix (conv/gemm/matmul)", re.compile(r"Conv|Gemm|MatMul|FullyConnected|Convolution|Attention", re.I)),
+    # OpenVINO snippets: fused activations, smooth-quant scales and activation quantizers
+    ("fused elementwise (OV Subgraph)", re.compile(r"^Subgraph$")),
     ("normalisation", re.compile(r"Norm|MVN", re.I)),
     ("softmax", re.compile(r"Softmax", re.I)),
     ("layout", re.compile(r"Transpose|Reshape|Reorder|Concat|Split|Slice|Gather|Squeeze|Unsqueeze|Flatten|Pad|"

@@ -104,7 +104,7 @@ def test_int8_export_verifies_by_cosine(tmp_out):
     assert v.inspection["op_histogram"].get("QuantizeLinear", 0) > 0
     side = json.loads(rep.sidecar.read_text())
     assert side["calibration"]["calibration_images"] == 32 and side["calibration"]["source"] == "skimage.data"
-    assert side["export"]["int8"]["op_types"] == ["Conv", "MatMul", "Gemm"]
+    assert side["export"]["int8"]["op_types"] == ["Conv", "MatMul", "Gemm", "Add", "Mul", "Sigmoid"]
 
 
 def test_exporter_that_fixes_the_batch_is_caught(tmp_out):

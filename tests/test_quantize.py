@@ -138,7 +138,50 @@ def test_qdq_quantizes_only_conv_matmul_gemm_with_per_channel_weights(toy_fp32, 
         assert set(consumers[n.output[0]]) <= {"Conv", "MatMul", "Gemm"}, consumers[n.output[0]]
     # per-channel: weight scales are vectors
     assert any(inits[n.input[1]].size > 1 for n in weight_dq)
-    assert rep.calibration_images == 32 and rep.op_types == ["Conv", "MatMul", "Gemm"]
+    # Add/Mul/Sigmoid are candidates of the measured selection, float under the static rules
+    assert rep.calibration_images == 32 and rep.op_types == ["Conv", "MatMul", "Gemm", "Add", "Mul", "Sigmoid"]
+
+
+def test_elementwise_candidates_are_float_statically_and_run_as_qlinear_ops_when_chosen(calib, tmp_path):
+    """On the x86 preset an Add between convs is a candidate the static rules keep float; a variant that
+    takes it int8 gives ONNX Runtime a DQ -> Add -> Q it fuses into QLinearAdd."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from torch import nn
+
+    from edgevit.backends.onnx.quantize import prepare_onnx, write_variant
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.c = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 1), nn.Conv2d(16, 8, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.a(x)
+            return self.c(y + self.b(y) * torch.sigmoid(y))
+
+    fp32 = tmp_path / "ew.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), (torch.randn(1, 3, 64, 64),), str(fp32), input_names=["input"],
+                          dynamo=True, verbose=False)
+    prep = prepare_onnx(fp32, tmp_path, calib, preset="x86")
+    kinds = {name: kind for name, kind, _ in prep.candidates}
+    elementwise = {n for n, k in kinds.items() if k in ("Add", "Mul", "Sigmoid")}
+    assert {kinds[n] for n in elementwise} == {"Add", "Mul", "Sigmoid"} and elementwise <= set(prep.static_exclude)
+    add = next(n for n in elementwise if kinds[n] == "Add")
+
+    def ort_ops(path: Path) -> set[str]:  # the op types ONNX Runtime runs after its graph optimisations
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(path.with_suffix(".opt.onnx"))
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return {n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node}
+
+    assert "QLinearAdd" not in ort_ops(prep.static_variant) and "QLinearConv" in ort_ops(prep.static_variant)
+    variant = tmp_path / "with_add.onnx"
+    write_variant(prep, set(prep.static_exclude) - {add}, variant)
+    assert "QLinearAdd" in ort_ops(variant)
 
 
 def test_tensorrt_preset_is_symmetric_s8_without_ort_ops(toy_fp32, calib, tmp_path):

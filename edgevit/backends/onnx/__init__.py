@@ -17,10 +17,10 @@ BACKEND = register_backend(Backend(
     title="ONNX (ONNX Runtime)",
     suffix=".onnx",
     precisions=("fp32", "fp16", "int8"),
-    int8="static W8A8 QDQ (per-channel weights; Conv/MatMul/Gemm quantized, projections write float; "
-    "LayerNorm/Softmax/GELU/residual Adds, attention MatMuls and on x86 depthwise convs kept float), "
-    "calibrated on images; nodes whose int8 measured slower in ONNX Runtime's per-node profile kept float "
-    "within the accuracy budget; refused when slower than fp32",
+    int8="static W8A8 QDQ (per-channel weights; Conv/MatMul/Gemm, and Add/Mul/Sigmoid where they measure "
+    "faster, quantized; projections write float; LayerNorm/Softmax/GELU float), calibrated on images; "
+    "nodes whose int8 measured slower in ONNX Runtime's per-node profile kept float within the accuracy "
+    "budget; refused when slower than fp32",
     extra="onnx",
     export=export_onnx,
     runtime=ONNXRUNTIME,

@@ -25,6 +25,7 @@ from edgevit.errors import CalibrationError, ConfigError, ExportError
 from edgevit.quantize.data import CalibrationSet
 
 QUANT_OPS = ("Conv", "MatMul", "Gemm")
+ELEMENTWISE = ("Add", "Mul", "Sigmoid")  # QLinearAdd / QLinearMul / QLinearSigmoid in ORT's CPU EP
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -47,6 +48,11 @@ class QuantPreset:
     const_b_matmuls_only: bool = False  # attention's activation x activation MatMuls stay float
     # (QLinearMatMul on attn @ v took 0.59 ms vs 0.13 ms in fp32 on fcaformer_l1, AVX2)
     skip_depthwise: bool = False  # depthwise convs stay float (few weights per channel, little gain)
+    # elementwise ops ORT's CPU EP runs as QLinear kernels (QLinearAdd/Mul/Sigmoid): candidates of the
+    # measured selection (kept int8 only where that measured faster), float under the static rules.
+    # CAS-ViT's sigmoid gates and residual adds between int8 convs cost a DQ/Q pair each in float
+    # (cas_vit_xs, VNNI: 0.95x fp32 with them float, 1.03x with the selection choosing them)
+    elementwise: tuple[str, ...] = ()
     notes: str = ""
 
 
@@ -56,14 +62,16 @@ PRESETS: dict[str, QuantPreset] = {
         QuantPreset(
             "x86", "u8", "s8", activation_symmetric=False, reduce_range=None,
             float_outputs=("MatMul", "Gemm"), const_b_matmuls_only=True, skip_depthwise=True,
+            elementwise=ELEMENTWISE,
             notes="x86-64: u8 activations x s8 per-channel weights; 7-bit weights (reduce_range) unless "
             "the CPU has VNNI, because AVX2's u8s8 kernel saturates (override: options reduce_range); "
-            "projections write float, attention MatMuls and depthwise convs stay float",
+            "projections write float, attention MatMuls, depthwise convs and Add/Mul/Sigmoid stay float "
+            "unless measured faster in int8",
         ),
         QuantPreset("arm64", "u8", "s8", activation_symmetric=False, float_outputs=("MatMul", "Gemm"),
-                    const_b_matmuls_only=True,
+                    const_b_matmuls_only=True, elementwise=ELEMENTWISE,
                     notes="arm64 (NEON / dot-product): u8 activations, s8 per-channel weights; projections "
-                    "write float, attention MatMuls stay float"),
+                    "write float, attention MatMuls and Add/Mul/Sigmoid stay float unless measured faster"),
         QuantPreset(
             "tensorrt", "s8", "s8", activation_symmetric=True, ort_optimize=False,
             notes="TensorRT explicit quantization: symmetric s8/s8 QDQ on a graph free of ORT-only ops",
@@ -235,7 +243,7 @@ def prepare_onnx(
         raise CalibrationError("no calibration images")
     p = get_preset(preset)
     qtype = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
-    op_types = list(opts.get("op_types", QUANT_OPS))
+    op_types = list(opts.get("op_types", (*QUANT_OPS, *p.elementwise)))
     extra: dict[str, Any] = {
         "ActivationSymmetric": p.activation_symmetric,
         "WeightSymmetric": p.weight_symmetric,
@@ -268,6 +276,8 @@ def prepare_onnx(
         exclude += [n for n in sorted(depthwise) if n not in exclude]
     if opts.get("matmul_const_b_only", p.const_b_matmuls_only):
         exclude += [n for n in sorted(act_mm) if n not in exclude]
+    exclude += [n.name for n in model.graph.node if n.op_type in p.elementwise and n.op_type in op_types
+                and n.name not in exclude]
     inits = {t.name for t in model.graph.initializer}
     candidates = [(n.name, _kind(n, depthwise, act_mm), _where(n, inits)) for n in model.graph.node
                   if n.op_type in op_types]
