@@ -618,7 +618,7 @@ def _predicted_verdict(report: Int8Report, fp32_text: str, int8_text: str, calib
             f"{v['int8']['interval_ms'][1]:.0f}) vs fp32 {v['fp32']['predicted_ms']:.0f} ms "
             f"({v['fp32']['interval_ms'][0]:.0f}-{v['fp32']['interval_ms'][1]:.0f}), {v['ratio']:.2f}x fp32, {v['verdict']}"
             + (f" (the predictor extrapolates: {len(v['extrapolates'])} warning(s) in the record)"
-               if v["extrapolates"] and v["verdict"] == "inconclusive" else ""))
+               if v["extrapolates"] else ""))
     report.notes.append(said)
     if v["verdict"] == "slower" and not force:
         raise Int8NotFasterError(f"int8 does not pay on {device} by its latency predictor: {said}; export fp32, "
