@@ -289,13 +289,17 @@ def interval(model: CostModel, parts: dict[str, float]) -> tuple[float, float, l
     return lo, hi, used
 
 
+def interval_ms(model: CostModel, parts: dict[str, float]) -> tuple[float, float]:
+    """The predicted latency's interval (ms) from the model's leave-one-out error quantiles."""
+    predicted = float(sum(parts.values()))
+    q_lo, q_hi, _ = interval(model, {k: v for k, v in parts.items() if v > 0})
+    # error e = predicted / actual - 1, so actual = predicted / (1 + e)
+    return predicted / (1 + max(q_hi, -0.9)), predicted / (1 + max(q_lo, -0.9))
+
+
 def extrapolation_warnings(model: CostModel, feats: NetworkFeatures, parts: dict[str, float],
                            predicted: float) -> list[str]:
     """Where a prediction rests on what the model's calibration networks never showed (one line each)."""
-    return _warnings(model, feats, parts, predicted)
-
-
-def _warnings(model: CostModel, feats: NetworkFeatures, parts: dict[str, float], predicted: float) -> list[str]:
     total = sum(parts.values()) or 1.0
     where = model.source.get("board_id") or model.device
     out = []
@@ -372,14 +376,12 @@ def predict_features(feats: NetworkFeatures, model: CostModel, profile: Any, *, 
     predicted = float(sum(parts.values()))
     if predicted <= 0:
         raise ConfigError(f"{feats.name}: nothing in this graph has a cost in the {model.key} model")
-    q_lo, q_hi, _ = interval(model, {k: v for k, v in parts.items() if v > 0})
-    # error e = predicted / actual - 1, so actual = predicted / (1 + e)
-    low, high = predicted / (1 + max(q_hi, -0.9)), predicted / (1 + max(q_lo, -0.9))
+    low, high = interval_ms(model, parts)
     return Prediction(
         model=feats.name, artifact=artifact, device=profile.name, device_title=profile.title, runtime=model.runtime,
         threads=model.threads, precision=model.precision, predicted_ms=predicted, interval_ms=(low, high),
         interval_level=INTERVAL[1] - INTERVAL[0], calibration=model.describe(), predictor=model.key,
-        board=model.source.get("board", ""), extrapolation=_warnings(model, f, parts, predicted),
+        board=model.source.get("board", ""), extrapolation=extrapolation_warnings(model, f, parts, predicted),
         notes=[*extra_notes, *_notes(model, profile, feats, model.precision)],
         breakdown_ms={k: v for k, v in parts.items() if v > 0}, mmacs=round(feats.total_macs_m, 1),
         layers=feats.layers, source={k: model.source[k] for k in ("board", "repository", "path", "readme_line",

@@ -96,7 +96,7 @@ def whole_model(param_fp32: str, param_int8: str, input_shape: tuple[int, ...], 
     """Predicted fp32 and int8 latency of the two nets on `device` with their 80 % intervals, and the
     verdict: `slower` only when int8's interval lies wholly above fp32's and neither prediction
     extrapolates beyond what the board's tables cover; `pays` when wholly below; else `inconclusive`."""
-    from edgevit.predict.api import extrapolation_warnings, interval
+    from edgevit.predict.api import extrapolation_warnings, interval_ms
     from edgevit.predict.features import ncnn_features
 
     _, fp32, int8 = _models(device, threads)
@@ -107,9 +107,7 @@ def whole_model(param_fp32: str, param_int8: str, input_shape: tuple[int, ...], 
         feats = ncnn_features(text, key, shapes)
         parts = model.term_ms(feats)
         ms = float(sum(parts.values()))
-        q_lo, q_hi, _ = interval(model, {k: v for k, v in parts.items() if v > 0})
-        res[key] = {"predicted_ms": round(ms, 2),
-                    "interval_ms": [round(ms / (1 + max(q_hi, -0.9)), 2), round(ms / (1 + max(q_lo, -0.9)), 2)]}
+        res[key] = {"predicted_ms": round(ms, 2), "interval_ms": [round(v, 2) for v in interval_ms(model, parts)]}
         extrapolates += [f"{key}: {w}" for w in extrapolation_warnings(model, feats, parts, ms)]
     lo8, hi8 = res["int8"]["interval_ms"]
     lo32, hi32 = res["fp32"]["interval_ms"]
