@@ -1,8 +1,9 @@
 """Paired, interleaved A/B timing of several runners in one process (for the speed scripts).
 
-Every round runs each variant once, the order rotating per round, so drift from other processes hits
-all variants alike; ratios are then taken per round. Runners must not spin idle threads (ONNX Runtime:
-`spinning=False`), or the variant just timed keeps two cores busy while the next one runs.
+`interleaved`: every round runs each variant once, the order rotating per round, so drift from other
+processes hits all variants alike; ratios are then taken per round. Runners must not spin idle threads
+(ONNX Runtime: `spinning=False`), or the variant just timed keeps two cores busy while the next one runs.
+`blockwise`: the same rotation over short blocks of runs, for runners at their defaults (spinning).
 """
 from __future__ import annotations
 
@@ -26,6 +27,22 @@ def interleaved(runners: Mapping[str, Runner], x: np.ndarray, rounds: int, warmu
         for name in names[r % len(names):] + names[: r % len(names)]:
             samples[name].append(time_call(lambda: runners[name].infer(x)) / 1e6)  # noqa: B023 (called at once)
     return samples
+
+
+def blockwise(runners: Mapping[str, Runner], x: np.ndarray, blocks: int, runs: int = 10,
+              warmup: int = 3) -> dict[str, list[float]]:
+    """Per-block median latency (ms) of each variant, blocks in rotating order. For runners left at their
+    runtime's defaults, which may spin idle threads (ONNX Runtime does): a per-call interleaving would
+    let them slow whichever variant runs next; here the `warmup` runs opening each block absorb it."""
+    names = list(runners)
+    medians: dict[str, list[float]] = {n: [] for n in names}
+    for b in range(blocks):
+        for name in names[b % len(names):] + names[: b % len(names)]:
+            for _ in range(warmup):
+                runners[name].infer(x)
+            block = [time_call(lambda: runners[name].infer(x)) / 1e6 for _ in range(runs)]  # noqa: B023
+            medians[name].append(statistics.median(block))
+    return medians
 
 
 def summary(samples: list[float]) -> dict[str, float]:
