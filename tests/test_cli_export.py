@@ -54,7 +54,8 @@ def test_export_with_checkpoint_and_calibration_folder(tmp_out, tmp_path):
     rng = np.random.default_rng(0)
     for i in range(40):
         Image.fromarray(rng.integers(0, 255, (72, 80, 3), dtype=np.uint8)).save(photos / f"{i}.png")
-    res = runner.invoke(app, ["export", "toy_vit", "--checkpoint", str(ckpt), "--int8", "--calib-data",
+    # --int8-force: the question is where the calibration images come from, not whether int8 pays here
+    res = runner.invoke(app, ["export", "toy_vit", "--checkpoint", str(ckpt), "--int8", "--int8-force", "--calib-data",
                               str(tmp_path / "photos"), "-o", str(tmp_out)])
     assert res.exit_code == 0, _err(res)
     assert "seeded" not in _err(res)

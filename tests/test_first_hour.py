@@ -75,7 +75,9 @@ def test_the_notice_comes_before_the_work_and_on_the_failure_path(tmp_path, cach
 
 
 def test_long_steps_show_progress_on_stderr_and_json_stays_clean(tmp_path, cache):
-    res = runner.invoke(app, ["export", "toy_vit", "--int8", "-o", str(tmp_path / "o/")])
+    # --int8-force: whether int8 pays for the toy on this machine is not the question here (a refusal
+    # exits before the verify step); that behaviour has its own tests
+    res = runner.invoke(app, ["export", "toy_vit", "--int8", "--int8-force", "-o", str(tmp_path / "o/")])
     for step in ("build toy_vit", "deploy form", "calibrate on", "export onnx int8", "verify on"):
         assert f"✓ {step}" in res.stderr, (step, res.stderr)
     assert "✓" not in res.stdout
