@@ -9,6 +9,7 @@ in int8 as in float (measured here, 2 threads: int8 0.16 ms vs float 0.32 ms).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +164,19 @@ def test_executorch_int8_keeps_float_where_it_measured_slower(tmp_path):
     assert rep.record.export["int8_summary"].startswith("executorch int8 (measured)")
     with open_runner("executorch", tmp_path / "m.pte", threads=2) as r:
         assert r.infer(np.zeros((1, 3, 64, 64), np.float32)).shape == (1, 10)
+
+
+def test_bench_still_measures_an_int8_that_does_not_pay(tmp_path, monkeypatch):
+    """The export's refusal protects deployment; `edgevit bench -p int8` is asked for the figure, so it
+    measures the forced artifact beside fp32 and says why it needed forcing."""
+    monkeypatch.setenv("EDGEVIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["bench", "toy_tiny_mlp", "-p", "fp32", "-p", "int8", "--runs", "20", "--json", str(out)])
+    assert res.exit_code == 0, _err(res)
+    assert "int8 does not pay" in _err(res) and "benchmarking it anyway" in _err(res)
+    cases = {c["case"]["precision"]: c for c in json.loads(out.read_text())["cases"]}
+    assert cases["int8"]["ok"] and cases["fp32"]["ok"], cases
+    assert "does not pay" in cases["int8"]["case"]["runtime_note"]
+    assert cases["int8"]["stats"]["median"] > 0 and len(cases["int8"]["samples_ms"]) >= 20
+    rec = read_record(Path(cases["int8"]["case"]["artifact"]))
+    assert rec.int8_precision is not None and rec.int8_precision.outcome in ("slower", "no node pays")
