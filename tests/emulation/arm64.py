@@ -10,13 +10,11 @@ arm64 Debian rootfs under `qemu-aarch64-static` (tests/emulation/harness.py), an
   against the PyTorch model itself;
 - int8: cosine(arm64, x86) >= 0.999 on every image, plus top-1 agreement (reported), for two int8
   artifacts: `int8` (the arm64 preset a user deploys: u8 activations, s8 per-channel weights) and
-  `int8rr` (the same with 7-bit weights, `reduce_range`). The two CPUs' fused kernels round
-  differently; where they end up further apart than that (deep models: stvit_small 0.9989, as far as
-  x86's own fused kernels are from int8's float Q/DQ definition, 0.9989), arm64 must be at least as
-  close to the float Q/DQ reference as x86's fused kernels are. On an x86 CPU without VNNI, ONNX
-  Runtime's u8s8 kernels (VPMADDUBSW) can saturate, so x86 is then not an exact reference for `int8`;
-  `int8rr` cannot saturate and is compared strictly. There, `int8` must instead be at least as close to
-  fp32 on arm64 as on x86 (cosine to the fp32 logits). The report says which rule judged (`judged_by`).
+  `int8rr` (the same with 7-bit weights, `reduce_range`). On an x86 CPU without VNNI, ONNX Runtime's
+  u8s8 kernels (VPMADDUBSW) can saturate, so x86 is then not an exact reference for `int8`; `int8rr`
+  cannot saturate and is compared strictly. There, `int8` must instead be at least as close to fp32 on
+  arm64 as on x86 (cosine to the fp32 logits), and the report says so (`judged_by`). Recorded, not
+  judged: how far arm64 and x86's fused kernels each are from int8's float Q/DQ definition.
 
 Emulated runs are ~200x slower than a real CPU: no timing is measured or reported, on purpose.
 
@@ -177,8 +175,8 @@ def compare(
         c.top1_agreement = float(np.mean(a.argmax(-1) == r.argmax(-1)))
         c.max_abs_err = float(np.abs(a - r).max())
         if (qdq := x86.get(f"{key}/float-qdq")) is not None:
-            # how far x86's fused kernels and arm64's are each from int8's reference semantics (every
-            # Q/DQ pair computed in float): two valid int8 executions on one machine are this far apart
+            # recorded, not judged: how far x86's fused kernels and arm64's each are from int8's
+            # reference semantics (every Q/DQ pair computed in float)
             c.x86_kernel_spread = float(cosine_rows(r, qdq).min())
             c.arm64_vs_qdq = float(cosine_rows(a, qdq).min())
         if f"{name}-fp32" in x86:
@@ -188,15 +186,9 @@ def compare(
             c.top1_vs_fp32 = float(np.mean(a.argmax(-1) == ref.argmax(-1)))
             c.top1_x86_vs_fp32 = float(np.mean(r.argmax(-1) == ref.argmax(-1)))
         c.passed, c.judged_by = c.cosine_min >= COSINE_MIN, f"cosine vs x86 int8 >= {COSINE_MIN}"
-        exact = variant == "int8rr" or vnni  # x86's fused kernels cannot saturate: a valid int8 execution
-        if not c.passed and exact and c.arm64_vs_qdq is not None and c.x86_kernel_spread is not None:
-            # arm64 and x86 fused kernels round differently; where they are further apart than 0.999,
-            # the judge is int8's definition: arm64 must be at least as close to it as x86's own kernels
-            c.passed = c.arm64_vs_qdq >= c.x86_kernel_spread
-            c.judged_by = (f"cosine vs x86 int8 < {COSINE_MIN}: arm64 at least as close to the float Q/DQ "
-                           "reference as x86's fused kernels")
+        if c.arm64_vs_qdq is not None and c.x86_kernel_spread is not None:
             c.notes.append(f"cosine to float Q/DQ: arm64 {c.arm64_vs_qdq:.5f}, x86 fused {c.x86_kernel_spread:.5f}")
-        if not c.passed and not exact and c.cosine_min_vs_fp32 is not None:
+        if not c.passed and variant == "int8" and not vnni and c.cosine_min_vs_fp32 is not None:
             # x86 is no exact reference here; what can still be asked of arm64 is that its int8 is at
             # least as faithful to fp32 as x86's. The strict arm64-vs-x86 check is the int8rr row.
             assert c.cosine_min_x86_vs_fp32 is not None
